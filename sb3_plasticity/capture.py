@@ -1,0 +1,243 @@
+"""Layer 2: capture of neuron statistics during the algorithm's own training pass.
+
+A :class:`Capture` is *armed* by a method when it needs data. While armed, forward hooks on each group's
+output module record the first output that takes part in a gradient computation (SB3 runs rollouts,
+``predict`` and evaluation under ``th.no_grad()``, so those forwards are not counted) and a tensor hook
+on that output records ``dL/dh``, the gradient of the training loss w.r.t. the neuron outputs. When the
+optimizer owning a network is about to step, the network's parameter gradients are read (in PPO/A2C
+after SB3's gradient clipping). Once every group has what it needs the capture is *complete*; the method
+reads :attr:`Capture.records` and calls :meth:`Capture.disarm`, which removes every hook, so nothing
+runs between events and no algorithm's loss code is copied.
+
+Which pass is recorded (the first gradient-enabled forward after arming, for each group):
+
+- TD3/DDPG and SAC critic: the critic-loss pass (it precedes the actor-loss pass in every gradient step,
+  and the actor-loss forward through the critic comes after the group has been recorded).
+- TD3/DDPG and SAC actor: the actor-loss pass. SAC target networks and TD3 target networks run only
+  inside ``train()`` under ``no_grad``; their first forward after arming (the TD target) is recorded.
+- PPO/A2C: the first minibatch of the next ``train()``.
+
+:func:`probe` runs the same recording on demand, on a batch from the replay or rollout buffer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import torch as th
+from torch import nn
+
+from sb3_plasticity.neurons import NeuronGroup, NeuronModel
+
+__all__ = ["Capture", "GroupRecord", "NetworkGradients", "forward_networks", "probe", "sample_batch"]
+
+
+@dataclass
+class GroupRecord:
+    """What one armed pass recorded for a group.
+
+    :param activation: neuron outputs ``h``, shape ``(batch, neurons, *spatial)``, detached.
+    :param grad: ``dL/dh`` with the same shape, or None when no gradient reached it.
+    """
+
+    activation: th.Tensor | None = None
+    grad: th.Tensor | None = None
+
+
+@dataclass
+class NetworkGradients:
+    """Parameter gradients of one network, read just before its optimizer stepped.
+
+    :param total_sq: sum of squared gradients over all the network's parameters.
+    :param layer_norms: L2 norm of each group's producer weight gradient, by group name.
+    """
+
+    total_sq: float = 0.0
+    layer_norms: dict[str, float] = field(default_factory=dict)
+
+
+class Capture:
+    """Records neuron outputs, their gradients and parameter gradients during one training pass.
+
+    :param model: the :class:`~sb3_plasticity.neurons.NeuronModel` of the algorithm.
+    :param groups: the groups to record (default: all).
+    :param gradients: also record ``dL/dh`` for online groups and the networks' parameter gradients.
+    :param max_batch: keep at most this many samples of each recorded tensor (memory bound for big batches
+        and conv layers); None keeps the whole batch.
+    """
+
+    def __init__(
+        self,
+        model: NeuronModel,
+        groups: Sequence[NeuronGroup] | None = None,
+        gradients: bool = True,
+        max_batch: int | None = None,
+    ) -> None:
+        self.model = model
+        self.groups: list[NeuronGroup] = list(model.groups if groups is None else groups)
+        self.gradients = gradients
+        self.max_batch = max_batch
+        self.records: dict[NeuronGroup, GroupRecord] = {}
+        self.network_gradients: dict[str, NetworkGradients] = {}
+        self._handles: list = []
+        self._forced = False
+        self._networks = sorted({g.network for g in self.groups if not g.is_target})
+
+    # -- state ----------------------------------------------------------------------------------------
+    @property
+    def armed(self) -> bool:
+        return bool(self._handles)
+
+    def _needs_grad(self, group: NeuronGroup) -> bool:
+        return self.gradients and not group.is_target
+
+    def group_complete(self, group: NeuronGroup) -> bool:
+        rec = self.records.get(group)
+        if rec is None or rec.activation is None:
+            return False
+        return not self._needs_grad(group) or rec.grad is not None
+
+    @property
+    def complete(self) -> bool:
+        """Every group recorded (with its gradient when asked) and every network's parameter gradients read."""
+        groups_done = all(self.group_complete(g) for g in self.groups)
+        grads_done = not self.gradients or all(n in self.network_gradients for n in self._networks)
+        return groups_done and grads_done
+
+    def network_complete(self, network: str) -> bool:
+        done = all(self.group_complete(g) for g in self.groups if g.network == network)
+        if self.gradients and network in self._networks:
+            done = done and network in self.network_gradients
+        return done
+
+    # -- arming ---------------------------------------------------------------------------------------
+    def arm(self) -> None:
+        """Clear previous records and register the hooks for the next training pass."""
+        self.disarm()
+        self.records = {}
+        self.network_gradients = {}
+        for group in self.groups:
+            self._handles.append(group.output.register_forward_hook(self._forward_hook(group)))
+        if self.gradients:
+            optimizers = {id(o): o for g in self.groups if not g.is_target for o in g.optimizers}
+            for opt in optimizers.values():
+                self._handles.append(opt.register_step_pre_hook(self._step_hook))
+
+    def disarm(self) -> None:
+        """Remove every hook (idempotent)."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+    @contextlib.contextmanager
+    def forced(self) -> Iterator[None]:
+        """Record forwards run under ``no_grad`` too (for :func:`probe`)."""
+        self._forced = True
+        try:
+            yield
+        finally:
+            self._forced = False
+
+    # -- hooks ----------------------------------------------------------------------------------------
+    def _trim(self, x: th.Tensor) -> th.Tensor:
+        x = x.detach()
+        return x[: self.max_batch] if self.max_batch is not None else x
+
+    def _forward_hook(self, group: NeuronGroup):
+        def hook(module: nn.Module, inputs: tuple, output: th.Tensor) -> None:
+            rec = self.records.get(group)
+            if rec is not None and rec.activation is not None:
+                return
+            if not (self._forced or group.is_target or th.is_grad_enabled()):
+                return  # a rollout / predict / evaluation forward
+            rec = self.records.setdefault(group, GroupRecord())
+            rec.activation = self._trim(output)
+            if self._needs_grad(group) and output.requires_grad:
+
+                def grad_hook(grad: th.Tensor) -> None:
+                    if rec.grad is None:
+                        rec.grad = self._trim(grad)
+
+                output.register_hook(grad_hook)
+
+        return hook
+
+    def _step_hook(self, optimizer: th.optim.Optimizer, args, kwargs) -> None:
+        for network in self._networks:
+            if network in self.network_gradients:
+                continue
+            groups = [g for g in self.groups if g.network == network]
+            if not all(self.records.get(g) is not None and self.records[g].activation is not None for g in groups):
+                continue  # this step does not belong to the recorded pass of that network
+            params = self.model.network_parameters(network)
+            owned = [p for p in params if optimizer in self.model.optimizers_of(p)]
+            if not owned or all(p.grad is None for p in owned):
+                continue
+            grads = NetworkGradients()
+            sq = th.zeros((), device=owned[0].device)
+            for p in params:
+                if p.grad is not None:
+                    sq = sq + p.grad.detach().pow(2).sum()
+            grads.total_sq = float(sq)
+            for g in groups:
+                wg = g.producer.weight.grad
+                grads.layer_norms[g.name] = float(wg.norm()) if wg is not None else 0.0
+            self.network_gradients[network] = grads
+
+
+# ----------------------------------------------------------------------------------------------------
+# On-demand measurement pass
+# ----------------------------------------------------------------------------------------------------
+def sample_batch(algorithm, batch_size: int) -> tuple[th.Tensor, th.Tensor]:
+    """``(observations, actions)`` from the algorithm's replay buffer or (full) rollout buffer.
+
+    Replay samples go through ``VecNormalize`` like the algorithm's own (``env=algorithm._vec_normalize_env``).
+    Uses the global NumPy RNG, like SB3's own sampling.
+    """
+    replay = getattr(algorithm, "replay_buffer", None)
+    if replay is not None:
+        if replay.size() == 0:
+            raise RuntimeError("the replay buffer is empty: no batch to measure on yet")
+        data = replay.sample(batch_size, env=getattr(algorithm, "_vec_normalize_env", None))
+        return data.observations, data.actions
+    rollout = getattr(algorithm, "rollout_buffer", None)
+    if rollout is not None:
+        if not rollout.full:
+            raise RuntimeError("the rollout buffer is not full: no batch to measure on yet")
+        data = next(rollout.get(batch_size))
+        return data.observations, data.actions
+    raise RuntimeError(f"{type(algorithm).__name__} has neither a replay buffer nor a rollout buffer")
+
+
+def forward_networks(algorithm, observations: th.Tensor, actions: th.Tensor) -> None:
+    """Run every network of the algorithm on a batch under ``no_grad`` (activations only)."""
+    policy = algorithm.policy
+    with th.no_grad():
+        if hasattr(policy, "critic"):
+            for name in ("actor", "actor_target"):
+                net = getattr(policy, name, None)
+                if net is not None:
+                    net(observations)
+            policy.critic(observations, actions)
+            policy.critic_target(observations, actions)
+        else:
+            policy.evaluate_actions(observations, actions)
+
+
+def probe(algorithm, capture: Capture, batch: tuple[th.Tensor, th.Tensor] | None = None, batch_size: int = 256) -> None:
+    """Record the capture's groups on one forward pass over a batch (default: sampled from the buffer).
+
+    Records activations only: no loss is computed, so ``dL/dh`` needs a training pass (:meth:`Capture.arm`).
+    """
+    observations, actions = batch if batch is not None else sample_batch(algorithm, batch_size)
+    was_armed = capture.armed
+    if not was_armed:
+        capture.arm()
+    try:
+        with capture.forced():
+            forward_networks(algorithm, observations, actions)
+    finally:
+        if not was_armed:
+            capture.disarm()

@@ -1,0 +1,235 @@
+"""Layer 3: plasticity metrics.
+
+Pure functions from neuron outputs ``h`` (or their gradients ``g = dL/dh``) to numbers. Tensors have shape
+``(batch, neurons)`` for Linear layers and ``(batch, channels, H, W)`` for Conv layers: a conv neuron is a
+channel, and expectations run over the batch *and* the spatial positions. ``alive`` is an optional bool
+mask of the neurons that exist in the current topology; ratios are taken over those only, so masked-out
+capacity is never counted as dormant.
+
+Definitions (``E`` is the mean over the batch, and over spatial positions for conv neurons):
+
+- **activity score** ``a_i = E|h_i|`` and its **normalised** form ``s_i = a_i / mean_k a_k`` (the mean over
+  the layer's alive neurons; ReDo, Sokar et al. 2023, Eq. 1 / GraMa paper Eq. 1). A layer whose mean
+  is 0 has ``s = 0`` everywhere.
+- **tau-dormant** neuron: ``s_i <= tau`` (``<=``, as in GraMa Sec. 4.2, so ``tau = 0`` flags exactly the
+  neurons whose output is 0 on the whole batch).
+- **GraMa inactive** neuron (GraMa paper, Eq. 2): the same normalisation applied to ``E|dL/dh_i|``,
+  inactive when ``G_i <= tau``.
+- **active** neuron (NE paper, Eq. 1): ``h_i(x) > 0`` for at least one input of the batch.
+  ``active_ratio_per_sample`` is the variant the official NE code logs: the fraction of
+  (sample, neuron) pairs with ``h > 0`` (for conv neurons, a channel is active on a sample when any
+  position is > 0).
+- **activation norm**: ``mean |h|`` over batch, neurons and positions (P3O appendix).
+- **effective rank** (Roy & Vetterli 2007): ``exp(H(p))`` with ``p_k = sigma_k / sum_j sigma_j`` the
+  normalised singular values of the ``(batch, neurons)`` feature matrix.
+
+Network-level ratios pool the neurons of all the network's layers (each neuron counts once: a
+per-neuron average, not a mean of per-layer ratios).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import torch as th
+from torch import nn
+
+__all__ = [
+    "LayerMetrics",
+    "active_mask",
+    "active_ratio",
+    "active_ratio_per_sample",
+    "activation_norm",
+    "activity",
+    "dormant_mask",
+    "dormant_ratio",
+    "effective_rank",
+    "grama_inactive_mask",
+    "grama_inactive_ratio",
+    "layer_metrics",
+    "normalized_scores",
+    "weight_norm",
+]
+
+
+def _per_neuron(x: th.Tensor) -> th.Tensor:
+    """Move the neuron axis (1) first and flatten the rest: ``(neurons, batch * positions)``."""
+    if x.dim() < 2:
+        raise ValueError(f"expected a (batch, neurons, ...) tensor, got shape {tuple(x.shape)}")
+    return x.transpose(0, 1).reshape(x.shape[1], -1)
+
+
+def _check_tau(tau: float) -> None:
+    if tau < 0:
+        raise ValueError(f"tau must be >= 0, got {tau}")
+
+
+def activity(x: th.Tensor) -> th.Tensor:
+    """``E|x_i|`` per neuron (over batch and positions), shape ``(neurons,)``."""
+    return _per_neuron(x).abs().mean(dim=1)
+
+
+def normalized_scores(scores: th.Tensor, alive: th.Tensor | None = None) -> th.Tensor:
+    """``scores / mean(scores over alive neurons)``; all zeros when that mean is 0."""
+    ref = scores if alive is None else scores[alive]
+    mean = ref.mean() if ref.numel() > 0 else scores.new_zeros(())
+    if mean <= 0:
+        return th.zeros_like(scores)
+    return scores / mean
+
+
+def _ratio(flags: th.Tensor, alive: th.Tensor | None) -> float:
+    if alive is not None:
+        flags = flags[alive]
+    return float(flags.float().mean()) if flags.numel() > 0 else 0.0
+
+
+def dormant_mask(h: th.Tensor, tau: float = 0.1, alive: th.Tensor | None = None) -> th.Tensor:
+    """tau-dormant neurons (``s_i <= tau``), bool ``(neurons,)``. Dead (not alive) neurons are False."""
+    _check_tau(tau)
+    flags = normalized_scores(activity(h), alive) <= tau
+    return flags if alive is None else flags & alive
+
+
+def dormant_ratio(h: th.Tensor, tau: float = 0.1, alive: th.Tensor | None = None) -> float:
+    """Fraction of alive neurons that are tau-dormant (ReDo score)."""
+    return _ratio(dormant_mask(h, tau, alive), alive)
+
+
+def grama_inactive_mask(grad: th.Tensor, tau: float = 0.0, alive: th.Tensor | None = None) -> th.Tensor:
+    """GraMa-inactive neurons (``G_i <= tau``, GraMa Eq. 2) from ``dL/dh``, bool ``(neurons,)``."""
+    _check_tau(tau)
+    flags = normalized_scores(activity(grad), alive) <= tau
+    return flags if alive is None else flags & alive
+
+
+def grama_inactive_ratio(grad: th.Tensor, tau: float = 0.0, alive: th.Tensor | None = None) -> float:
+    """Fraction of alive neurons that are GraMa-inactive."""
+    return _ratio(grama_inactive_mask(grad, tau, alive), alive)
+
+
+def active_mask(h: th.Tensor) -> th.Tensor:
+    """Neurons with output > 0 on at least one sample (NE Eq. 1), bool ``(neurons,)``."""
+    return (_per_neuron(h) > 0).any(dim=1)
+
+
+def active_ratio(h: th.Tensor, alive: th.Tensor | None = None) -> float:
+    """Fraction of alive neurons that are active (NE Eq. 1, tau = 0)."""
+    return _ratio(active_mask(h), alive)
+
+
+def active_ratio_per_sample(h: th.Tensor, alive: th.Tensor | None = None) -> float:
+    """Fraction of (sample, alive neuron) pairs with output > 0 (the official NE code's FAU)."""
+    per_sample = h.reshape(h.shape[0], h.shape[1], -1).gt(0).any(dim=2)  # (batch, neurons)
+    if alive is not None:
+        per_sample = per_sample[:, alive]
+    return float(per_sample.float().mean()) if per_sample.numel() > 0 else 0.0
+
+
+def activation_norm(h: th.Tensor) -> float:
+    """Mean absolute neuron output."""
+    return float(h.abs().mean())
+
+
+def effective_rank(features: th.Tensor) -> float:
+    """Effective rank ``exp(entropy of normalised singular values)`` of a ``(batch, features)`` matrix.
+
+    Extra dimensions are flattened into the feature axis. 0 for an all-zero matrix.
+    """
+    f = features.reshape(features.shape[0], -1).double()
+    sigma = th.linalg.svdvals(f)
+    total = sigma.sum()
+    if total <= 0:
+        return 0.0
+    p = sigma / total
+    p = p[p > 0]
+    return float(th.exp(-(p * p.log()).sum()))
+
+
+def weight_norm(params: Iterable[th.Tensor]) -> float:
+    """L2 norm of all the given tensors taken together."""
+    sq = None
+    for p in params:
+        s = p.detach().pow(2).sum()
+        sq = s if sq is None else sq + s
+    return float(sq.sqrt()) if sq is not None else 0.0
+
+
+@dataclass
+class LayerMetrics:
+    """Counts and values for one neuron group; network values pool these (per-neuron average)."""
+
+    n_alive: int
+    dormant: int | None = None
+    active: int | None = None
+    grama_inactive: int | None = None
+    active_pairs: float | None = None  # sum over alive neurons of their per-sample active fraction
+    activation_abs_sum: float | None = None
+    activation_count: int | None = None
+    effective_rank: float | None = None
+    weight_norm: float = 0.0
+    values: dict[str, float] = field(default_factory=dict)
+
+
+def layer_metrics(
+    producer: nn.Module,
+    activation: th.Tensor | None,
+    grad: th.Tensor | None,
+    alive: th.Tensor | None,
+    tau: float,
+    grama_tau: float,
+    rank_samples: int | None = 256,
+) -> LayerMetrics:
+    """All metrics of one layer, as values (``.values``) and as counts for pooling across layers."""
+    n = producer.weight.shape[0]
+    if alive is not None:
+        alive = alive.to(activation.device if activation is not None else producer.weight.device)
+    n_alive = int(alive.sum()) if alive is not None else n
+    m = LayerMetrics(n_alive=n_alive, weight_norm=weight_norm([producer.weight]))
+    m.values["weight_norm"] = m.weight_norm
+    if activation is not None:
+        m.dormant = int(dormant_mask(activation, tau, alive).sum())
+        m.active = int((active_mask(activation) & alive).sum()) if alive is not None else int(active_mask(activation).sum())
+        per_sample = active_ratio_per_sample(activation, alive)
+        m.active_pairs = per_sample * n_alive
+        m.activation_abs_sum = float(activation.abs().sum())
+        m.activation_count = activation.numel()
+        denom = max(n_alive, 1)
+        m.values.update(
+            dormant_ratio=m.dormant / denom,
+            active_ratio=m.active / denom,
+            active_ratio_per_sample=per_sample,
+            activation_norm=m.activation_abs_sum / max(m.activation_count, 1),
+        )
+        if isinstance(producer, nn.Linear):
+            feats = activation if rank_samples is None else activation[:rank_samples]
+            if alive is not None:
+                feats = feats[:, alive]
+            m.effective_rank = effective_rank(feats)
+            m.values["effective_rank"] = m.effective_rank
+    if grad is not None:
+        m.grama_inactive = int(grama_inactive_mask(grad, grama_tau, alive).sum())
+        m.values["grama_inactive_ratio"] = m.grama_inactive / max(n_alive, 1)
+    return m
+
+
+def pool(layers: Iterable[LayerMetrics], last_hidden: Iterable[bool]) -> dict[str, float]:
+    """Network-level values: ratios pooled over all neurons; effective rank averaged over last hidden layers."""
+    layers = list(layers)
+    last_hidden = list(last_hidden)
+    out: dict[str, float] = {}
+    n = sum(m.n_alive for m in layers)
+    denom = max(n, 1)
+    for key in ("dormant", "active", "grama_inactive"):
+        vals = [getattr(m, key) for m in layers]
+        if vals and all(v is not None for v in vals):
+            name = {"dormant": "dormant_ratio", "active": "active_ratio", "grama_inactive": "grama_inactive_ratio"}[key]
+            out[name] = sum(vals) / denom
+    if layers and all(m.active_pairs is not None for m in layers):
+        out["active_ratio_per_sample"] = sum(m.active_pairs for m in layers) / denom
+        out["activation_norm"] = sum(m.activation_abs_sum for m in layers) / max(sum(m.activation_count for m in layers), 1)
+    ranks = [m.effective_rank for m, last in zip(layers, last_hidden) if last and m.effective_rank is not None]
+    if ranks:
+        out["effective_rank"] = sum(ranks) / len(ranks)
+    return out

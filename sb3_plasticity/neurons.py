@@ -1,0 +1,586 @@
+"""Layer 1: the neuron model.
+
+A *neuron group* is one producer layer (the out-features of an ``nn.Linear`` or the out-channels of an
+``nn.Conv2d``), the norm and activation modules that follow it, the consumer layers that read its
+output, the optimizers that own those parameters, and the twin group in the target network.
+
+:func:`discover` builds a :class:`NeuronModel` for the built-in policies of TD3, DDPG, SAC, PPO and A2C
+(MLP and NatureCNN extractors, shared or separate extractors, any ``n_critics``). A custom policy
+declares its networks by defining ``neuron_paths()`` (sequential data-flow paths, walked like the
+built-in ones) or ``neuron_groups()`` (the groups themselves). See ``docs/neuron_model.md``.
+
+Output layers (action, value and Q heads) are consumers, never groups: no method resets them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+import torch as th
+from torch import nn
+
+__all__ = [
+    "Consumer",
+    "DefaultInit",
+    "InitScheme",
+    "NetworkPath",
+    "NeuronDiscoveryError",
+    "NeuronGroup",
+    "NeuronModel",
+    "OrthogonalInit",
+    "Stage",
+    "discover",
+]
+
+Producer = nn.Linear | nn.Conv2d
+_PRODUCERS = (nn.Linear, nn.Conv2d)
+_NORMS = (nn.LayerNorm, nn.BatchNorm1d, nn.BatchNorm2d, nn.GroupNorm)
+_PASS_THROUGH = (nn.Identity, nn.Dropout)
+
+
+class NeuronDiscoveryError(ValueError):
+    """The neuron model could not understand part of a policy."""
+
+
+# ----------------------------------------------------------------------------------------------------
+# Initialisation schemes: what "re-initialise with the layer's own init" means for a producer.
+# ----------------------------------------------------------------------------------------------------
+class InitScheme:
+    """Draws fresh ``(weight, bias)`` tensors for a layer, from the distribution it was initialised with."""
+
+    def fresh(self, layer: Producer, generator: th.Generator | None = None) -> tuple[th.Tensor, th.Tensor | None]:
+        raise NotImplementedError
+
+
+class DefaultInit(InitScheme):
+    """PyTorch's default ``reset_parameters`` for Linear and Conv layers (used by SB3's TD3, DDPG and SAC):
+    weight ~ kaiming_uniform(a=sqrt(5)), i.e. U(-1/sqrt(fan_in), 1/sqrt(fan_in)), and bias ~ the same
+    uniform."""
+
+    def fresh(self, layer: Producer, generator: th.Generator | None = None) -> tuple[th.Tensor, th.Tensor | None]:
+        weight = th.empty_like(layer.weight)
+        fan_in = weight[0].numel()
+        bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+        # kaiming_uniform_ with a=sqrt(5) has exactly this bound: gain sqrt(1/3) * sqrt(3 / fan_in).
+        weight.uniform_(-bound, bound, generator=generator)
+        bias = None
+        if layer.bias is not None:
+            bias = th.empty_like(layer.bias).uniform_(-bound, bound, generator=generator)
+        return weight, bias
+
+    def __repr__(self) -> str:
+        return "DefaultInit()"
+
+
+class OrthogonalInit(InitScheme):
+    """Orthogonal weights with a gain and zero bias: SB3's ``BasePolicy.init_weights`` for PPO and A2C
+    (gain sqrt(2) for extractor and MLP layers)."""
+
+    def __init__(self, gain: float = 1.0) -> None:
+        self.gain = float(gain)
+
+    def fresh(self, layer: Producer, generator: th.Generator | None = None) -> tuple[th.Tensor, th.Tensor | None]:
+        weight = th.empty_like(layer.weight)
+        # A whole orthogonal matrix is drawn and rows are taken from it, so reset rows have the marginal
+        # distribution of the rows SB3 drew at construction.
+        nn.init.orthogonal_(weight, gain=self.gain, generator=generator)
+        bias = th.zeros_like(layer.bias) if layer.bias is not None else None
+        return weight, bias
+
+    def __repr__(self) -> str:
+        return f"OrthogonalInit(gain={self.gain:.4g})"
+
+
+# ----------------------------------------------------------------------------------------------------
+# Groups
+# ----------------------------------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class Consumer:
+    """A layer that reads a neuron group's output.
+
+    :param module: the consuming ``nn.Linear`` or ``nn.Conv2d``.
+    :param offset: input column (Linear) or input channel (Conv) fed by neuron 0.
+    :param block: input columns fed by each neuron: 1, or ``H * W`` after conv -> flatten -> linear
+        (channel ``c`` feeds columns ``[offset + c*block, offset + (c+1)*block)``).
+    """
+
+    module: Producer
+    offset: int = 0
+    block: int = 1
+
+    def input_index(self, neurons: th.Tensor) -> th.Tensor:
+        """Input columns (or channels) of :attr:`module` that read the given neurons."""
+        neurons = neurons.to(self.module.weight.device)
+        if self.block == 1:
+            return neurons + self.offset
+        cols = self.offset + neurons[:, None] * self.block + th.arange(self.block, device=neurons.device)
+        return cols.reshape(-1)
+
+
+@dataclass(eq=False)
+class NeuronGroup:
+    """The neurons of one producer layer.
+
+    :param network: network name (``actor``, ``critic``, ``actor_target``, ``policy``, ``value``, ...).
+    :param name: path of the producer inside the network's root module, e.g. ``qf0.0``.
+    :param producer: the ``nn.Linear`` / ``nn.Conv2d`` whose outputs are the neurons.
+    :param output: module whose forward output is the neuron output (the activation, else the norm,
+        else the producer). Activations and gradients are captured there.
+    :param consumers: the layers that read the neurons.
+    :param norm: normalisation module between producer and activation, if any.
+    :param init: how to draw fresh incoming weights (the layer's own init).
+    :param optimizers: optimizers owning any parameter of the group (producer, norm or consumers).
+    :param twin: the same group in the target network, if there is one.
+    :param is_target: True for groups of a target network (never trained by gradient).
+    """
+
+    network: str
+    name: str
+    producer: Producer
+    output: nn.Module
+    consumers: tuple[Consumer, ...]
+    norm: nn.Module | None = None
+    init: InitScheme = field(default_factory=DefaultInit)
+    optimizers: tuple[th.optim.Optimizer, ...] = ()
+    twin: NeuronGroup | None = None
+    is_target: bool = False
+    is_last_hidden: bool = False
+
+    @property
+    def n_neurons(self) -> int:
+        return self.producer.weight.shape[0]
+
+    @property
+    def key(self) -> str:
+        """``<network>/<name>``: unique within a model, used in TensorBoard tags."""
+        return f"{self.network}/{self.name}"
+
+    def alive(self) -> th.Tensor | None:
+        """Bool mask of the neurons that exist in the current topology, or None when all do.
+
+        A producer with a connection ``mask`` buffer (``MaskedLinear``) has a neuron only where at least one
+        incoming connection is unmasked; masked-out capacity is not counted as dormant.
+        """
+        mask = getattr(self.producer, "mask", None)
+        if mask is None:
+            return None
+        return mask.reshape(mask.shape[0], -1).any(dim=1)
+
+    def incoming_parameters(self) -> list[nn.Parameter]:
+        params = [self.producer.weight]
+        if self.producer.bias is not None:
+            params.append(self.producer.bias)
+        if self.norm is not None:
+            params += [p for p in (getattr(self.norm, "weight", None), getattr(self.norm, "bias", None)) if p is not None]
+        return params
+
+    def __repr__(self) -> str:
+        return (
+            f"NeuronGroup({self.key}, {type(self.producer).__name__}, n={self.n_neurons}, "
+            f"consumers={[type(c.module).__name__ for c in self.consumers]}, init={self.init})"
+        )
+
+
+# ----------------------------------------------------------------------------------------------------
+# Paths: sequential data flow through modules, walked to find producer -> ... -> consumer chains.
+# ----------------------------------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class Stage:
+    """A module on a data-flow path, owned by ``network`` and named ``prefix`` inside it.
+
+    :param column_offset: first input column of this stage's first layer that the previous stage feeds
+        (0 in SB3: the critic concatenates ``[features, actions]``).
+    """
+
+    network: str
+    prefix: str
+    module: nn.Module
+    init: InitScheme = field(default_factory=DefaultInit)
+    column_offset: int = 0
+
+
+@dataclass(frozen=True)
+class NetworkPath:
+    """One input-to-output route through a policy, e.g. ``features_extractor -> latent_pi -> mu``."""
+
+    stages: tuple[Stage, ...]
+
+
+@dataclass
+class _Leaf:
+    network: str
+    name: str
+    module: nn.Module
+    init: InitScheme
+    column_offset: int
+
+
+def _leaves(stage: Stage) -> list[_Leaf]:
+    leaves = list(_flatten(stage.module, stage.prefix, stage))
+    # The previous stage's output enters this stage's first layer at ``column_offset``.
+    for leaf in leaves:
+        if isinstance(leaf.module, _PRODUCERS):
+            leaf.column_offset = stage.column_offset
+            break
+    return leaves
+
+
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+def _flatten(module: nn.Module, prefix: str, stage: Stage) -> Iterator[_Leaf]:
+    from stable_baselines3.common.torch_layers import FlattenExtractor, NatureCNN
+
+    if isinstance(module, (nn.Sequential, NatureCNN, FlattenExtractor)):
+        # NatureCNN.forward is linear(cnn(x)) and FlattenExtractor.forward is flatten(x): their children in
+        # registration order are their data flow, like a Sequential's.
+        for name, child in module.named_children():
+            yield from _flatten(child, _join(prefix, name), stage)
+    elif isinstance(module, (*_PRODUCERS, *_NORMS, *_PASS_THROUGH, nn.Flatten)) or not any(True for _ in module.parameters()):
+        # Parameter-free modules (activations, flatten, parameter-free extractors) are leaves.
+        yield _Leaf(stage.network, prefix, module, stage.init, 0)
+    else:
+        raise NeuronDiscoveryError(
+            f"cannot follow the data flow of {stage.network}.{prefix} ({type(module).__name__}): only "
+            "nn.Sequential, Linear, Conv2d, norm and activation layers, FlattenExtractor and NatureCNN are "
+            "understood automatically. Declare the policy's neurons with a `neuron_paths()` or "
+            "`neuron_groups()` method (see docs/neuron_model.md)."
+        )
+
+
+def _walk(path: NetworkPath) -> list[tuple[_Leaf, nn.Module, nn.Module | None, Consumer | None]]:
+    """(producer leaf, output module, norm, consumer or None if it is an output layer) along a path."""
+    leaves = [leaf for stage in path.stages for leaf in _leaves(stage)]
+    found = []
+    for i, leaf in enumerate(leaves):
+        if not isinstance(leaf.module, _PRODUCERS):
+            continue
+        producer = leaf.module
+        output: nn.Module = producer
+        norm = None
+        flattened = False
+        consumer = None
+        for nxt in leaves[i + 1 :]:
+            mod = nxt.module
+            if isinstance(mod, _PRODUCERS):
+                consumer = _make_consumer(producer, mod, flattened, nxt, leaf)
+                break
+            if isinstance(mod, nn.Flatten):
+                flattened = True
+            elif isinstance(mod, _NORMS):
+                norm = mod
+                output = mod
+            elif not isinstance(mod, _PASS_THROUGH) and not _is_container(mod):
+                output = mod  # an activation; parameter-free containers (extractors) pass data through
+        found.append((leaf, output, norm, consumer))
+    return found
+
+
+def _is_container(mod: nn.Module) -> bool:
+    return len(list(mod.children())) > 0
+
+
+def _make_consumer(producer: Producer, consumer: Producer, flattened: bool, c_leaf: _Leaf, p_leaf: _Leaf) -> Consumer:
+    n = producer.weight.shape[0]
+    offset = c_leaf.column_offset
+    if isinstance(consumer, nn.Linear):
+        width = consumer.in_features - offset
+        if isinstance(producer, nn.Conv2d):
+            if not flattened or width % n != 0:
+                raise NeuronDiscoveryError(
+                    f"{p_leaf.network}.{p_leaf.name} (Conv2d, {n} channels) feeds {c_leaf.network}.{c_leaf.name} "
+                    f"(Linear, in_features={consumer.in_features}) without a Flatten that maps channels to columns"
+                )
+            return Consumer(consumer, offset, width // n)
+        if width < n:
+            raise NeuronDiscoveryError(
+                f"{p_leaf.network}.{p_leaf.name} has {n} outputs but {c_leaf.network}.{c_leaf.name} reads only "
+                f"{consumer.in_features} inputs"
+            )
+        return Consumer(consumer, offset, 1)
+    if isinstance(producer, nn.Linear) or consumer.in_channels != n:
+        raise NeuronDiscoveryError(
+            f"{p_leaf.network}.{p_leaf.name} ({type(producer).__name__}, {n} outputs) cannot feed "
+            f"{c_leaf.network}.{c_leaf.name} (Conv2d, in_channels={consumer.in_channels})"
+        )
+    return Consumer(consumer, offset, 1)
+
+
+# ----------------------------------------------------------------------------------------------------
+# The model
+# ----------------------------------------------------------------------------------------------------
+class NeuronModel:
+    """All neuron groups of a policy, by network.
+
+    :param groups: every group, online and target.
+    :param network_modules: for each network, the modules whose parameters make it up (for norms).
+    :param optimizers: every optimizer of the policy / algorithm.
+    """
+
+    def __init__(
+        self,
+        groups: Sequence[NeuronGroup],
+        network_modules: dict[str, Sequence[nn.Module]],
+        optimizers: Sequence[th.optim.Optimizer] = (),
+    ) -> None:
+        self.groups: list[NeuronGroup] = list(groups)
+        for group in self.groups:
+            if group.network.endswith("_target"):
+                group.is_target = True
+        self.networks: dict[str, list[NeuronGroup]] = {}
+        for group in self.groups:
+            self.networks.setdefault(group.network, []).append(group)
+        self.network_modules = {k: list(v) for k, v in network_modules.items()}
+        self.optimizers = list(optimizers)
+        owners: dict[int, list[th.optim.Optimizer]] = {}
+        for opt in self.optimizers:
+            for pg in opt.param_groups:
+                for p in pg["params"]:
+                    owners.setdefault(id(p), [])
+                    if opt not in owners[id(p)]:
+                        owners[id(p)].append(opt)
+        self._owners = owners
+        for group in self.groups:
+            params = group.incoming_parameters() + [c.module.weight for c in group.consumers]
+            opts: list[th.optim.Optimizer] = []
+            for p in params:
+                for opt in owners.get(id(p), []):
+                    if opt not in opts:
+                        opts.append(opt)
+            group.optimizers = tuple(opts)
+        _mark_last_hidden(self.groups)
+
+    def optimizers_of(self, param: nn.Parameter) -> list[th.optim.Optimizer]:
+        return self._owners.get(id(param), [])
+
+    @property
+    def network_names(self) -> list[str]:
+        return list(self.networks)
+
+    @property
+    def trainable_networks(self) -> list[str]:
+        return [name for name, groups in self.networks.items() if not groups[0].is_target]
+
+    def network_parameters(self, network: str) -> list[nn.Parameter]:
+        seen: set[int] = set()
+        params = []
+        for module in self.network_modules.get(network, []):
+            for p in module.parameters():
+                if id(p) not in seen:
+                    seen.add(id(p))
+                    params.append(p)
+        return params
+
+    def select(self, networks: Iterable[str] | None = None, *, targets: bool = True) -> list[NeuronGroup]:
+        """Groups of the given networks (all when None), optionally without target networks."""
+        names = self.network_names if networks is None else list(networks)
+        self.check_networks(names)
+        return [g for n in names for g in self.networks[n] if targets or not g.is_target]
+
+    def check_networks(self, names: Iterable[str], parameter: str = "networks") -> None:
+        unknown = [n for n in names if n not in self.networks]
+        if unknown:
+            raise ValueError(
+                f"{parameter}={list(names)!r}: the model has no network named {unknown!r}; "
+                f"it has {self.network_names!r}"
+            )
+
+    def __repr__(self) -> str:
+        lines = [f"NeuronModel({len(self.groups)} groups)"]
+        for name, groups in self.networks.items():
+            lines.append(f"  {name}: " + ", ".join(f"{g.name}[{g.n_neurons}]" for g in groups))
+        return "\n".join(lines)
+
+
+def _mark_last_hidden(groups: Sequence[NeuronGroup]) -> None:
+    producers = {id(g.producer) for g in groups}
+    for g in groups:
+        g.is_last_hidden = not any(id(c.module) in producers for c in g.consumers)
+
+
+def groups_from_paths(paths: Sequence[NetworkPath]) -> list[NeuronGroup]:
+    """Walk the paths and merge what they say about each producer into one group per producer."""
+    by_producer: dict[int, NeuronGroup] = {}
+    order: list[int] = []
+    for path in paths:
+        for leaf, output, norm, consumer in _walk(path):
+            key = id(leaf.module)
+            group = by_producer.get(key)
+            if group is None:
+                if consumer is None:
+                    continue  # output layer on this path
+                group = NeuronGroup(leaf.network, leaf.name, leaf.module, output, (), norm, leaf.init)
+                by_producer[key] = group
+                order.append(key)
+            if consumer is not None and all(c.module is not consumer.module for c in group.consumers):
+                group.consumers = (*group.consumers, consumer)
+    return [by_producer[k] for k in order]
+
+
+# ----------------------------------------------------------------------------------------------------
+# Discovery for SB3's built-in policies
+# ----------------------------------------------------------------------------------------------------
+def _policy_optimizers(policy: nn.Module) -> list[th.optim.Optimizer]:
+    found: list[th.optim.Optimizer] = []
+    candidates = [getattr(policy, "optimizer", None)]
+    candidates += [getattr(m, "optimizer", None) for m in policy.modules()]
+    for opt in candidates:
+        if isinstance(opt, th.optim.Optimizer) and all(opt is not o for o in found):
+            found.append(opt)
+    return found
+
+
+def _td3_sac_paths(
+    policy: nn.Module, actor_name: str | None, critic_name: str, features_name: str
+) -> tuple[list[NetworkPath], dict[str, list[nn.Module]]]:
+    from stable_baselines3.sac.policies import Actor as SACActor
+    from stable_baselines3.td3.policies import Actor as TD3Actor
+
+    actor = getattr(policy, actor_name, None) if actor_name else None
+    critic = getattr(policy, critic_name)
+    paths: list[NetworkPath] = []
+    modules: dict[str, list[nn.Module]] = {}
+    shared = actor is not None and critic.features_extractor is actor.features_extractor
+    fe_net = features_name if shared else None
+
+    if actor is not None:
+        fe = Stage(fe_net or actor_name, "features_extractor", actor.features_extractor)
+        if isinstance(actor, SACActor):
+            heads = [actor.mu] + ([actor.log_std] if isinstance(actor.log_std, nn.Module) else [])
+            head_names = ["mu", "log_std"]
+            for head, hname in zip(heads, head_names):
+                paths.append(
+                    NetworkPath((fe, Stage(actor_name, "latent_pi", actor.latent_pi), Stage(actor_name, hname, head)))
+                )
+        elif isinstance(actor, TD3Actor):
+            paths.append(NetworkPath((fe, Stage(actor_name, "mu", actor.mu))))
+        else:
+            raise NeuronDiscoveryError(f"{actor_name} is a {type(actor).__name__}, not SB3's TD3 or SAC Actor")
+        assert actor_name is not None
+        modules[actor_name] = [actor] if not shared else [m for n, m in actor.named_children() if n != "features_extractor"]
+    fe = Stage(fe_net or critic_name, "features_extractor", critic.features_extractor)
+    for i, qnet in enumerate(critic.q_networks):
+        paths.append(NetworkPath((fe, Stage(critic_name, f"qf{i}", qnet))))
+    modules[critic_name] = [critic] if not shared else [m for n, m in critic.named_children() if n != "features_extractor"]
+    if shared:
+        modules[features_name] = [critic.features_extractor]
+    return paths, modules
+
+
+def _actor_critic_paths(policy) -> tuple[list[NetworkPath], dict]:
+    from stable_baselines3.common.torch_layers import MlpExtractor
+
+    mlp = policy.mlp_extractor
+    if not isinstance(mlp, MlpExtractor):
+        raise NeuronDiscoveryError(
+            f"policy.mlp_extractor is a {type(mlp).__name__}, not SB3's MlpExtractor: declare the neurons with "
+            "`neuron_paths()` or `neuron_groups()` (see docs/neuron_model.md)"
+        )
+    ortho = bool(getattr(policy, "ortho_init", False))
+    hidden_init: InitScheme = OrthogonalInit(math.sqrt(2)) if ortho else DefaultInit()
+    shared = policy.share_features_extractor
+    if shared:
+        pi_fe = vf_fe = Stage("features", "features_extractor", policy.features_extractor, hidden_init)
+    else:
+        pi_fe = Stage("policy", "pi_features_extractor", policy.pi_features_extractor, hidden_init)
+        vf_fe = Stage("value", "vf_features_extractor", policy.vf_features_extractor, hidden_init)
+    paths = [
+        NetworkPath(
+            (
+                pi_fe,
+                Stage("policy", "mlp_extractor.policy_net", mlp.policy_net, hidden_init),
+                Stage("policy", "action_net", policy.action_net),
+            )
+        ),
+        NetworkPath(
+            (
+                vf_fe,
+                Stage("value", "mlp_extractor.value_net", mlp.value_net, hidden_init),
+                Stage("value", "value_net", policy.value_net),
+            )
+        ),
+    ]
+    modules: dict[str, list[nn.Module]] = {
+        "policy": [mlp.policy_net, policy.action_net],
+        "value": [mlp.value_net, policy.value_net],
+    }
+    if shared:
+        modules["features"] = [policy.features_extractor]
+    else:
+        modules["policy"].insert(0, policy.pi_features_extractor)
+        modules["value"].insert(0, policy.vf_features_extractor)
+    return paths, modules
+
+
+def _link_twins(online: list[NeuronGroup], target: list[NeuronGroup], suffix: str = "_target") -> None:
+    by_key = {(g.network, g.name): g for g in target}
+    by_name = {g.name: g for g in target}
+    for g in online:
+        # SAC with a shared extractor: the online extractor is its own network ("features") while
+        # critic_target keeps a private copy that polyak averaging tracks; the name still matches.
+        twin = by_key.get((g.network + suffix, g.name)) or (by_name.get(g.name) if g.network == "features" else None)
+        if twin is not None:
+            g.twin = twin
+            twin.is_target = True
+            if twin.producer.weight.shape != g.producer.weight.shape or len(twin.consumers) != len(g.consumers):
+                raise NeuronDiscoveryError(f"target twin of {g.key} does not match it ({twin})")
+
+
+def discover(model) -> NeuronModel:
+    """Build the :class:`NeuronModel` of an SB3 algorithm (or of a bare policy).
+
+    :param model: a TD3, DDPG, SAC, PPO or A2C instance (or its policy). Policies defining
+        ``neuron_groups()`` or ``neuron_paths()`` are used as they declare.
+    :raises NeuronDiscoveryError: naming the part of the policy that was not understood.
+    """
+    from stable_baselines3.common.policies import ActorCriticPolicy
+    from stable_baselines3.sac.policies import SACPolicy
+    from stable_baselines3.td3.policies import TD3Policy
+
+    policy = getattr(model, "policy", model)
+    optimizers = _policy_optimizers(policy)
+
+    if hasattr(policy, "neuron_groups"):
+        groups = list(policy.neuron_groups())
+        modules = getattr(policy, "neuron_network_modules", lambda: {})()
+        return NeuronModel(groups, modules, optimizers)
+
+    if hasattr(policy, "neuron_paths"):
+        paths = list(policy.neuron_paths())
+        groups = groups_from_paths(paths)
+        modules = getattr(policy, "neuron_network_modules", lambda: {})()
+        if not modules:
+            for path in paths:
+                for stage in path.stages:
+                    modules.setdefault(stage.network, [])
+                    if all(stage.module is not m for m in modules[stage.network]):
+                        modules[stage.network].append(stage.module)
+        target_groups = [g for g in groups if g.network.endswith("_target")]
+        _link_twins([g for g in groups if not g.network.endswith("_target")], target_groups)
+        return NeuronModel(groups, modules, optimizers)
+
+    if isinstance(policy, (TD3Policy, SACPolicy)):
+        paths, modules = _td3_sac_paths(policy, "actor", "critic", "features")
+        t_paths, t_modules = _td3_sac_paths(
+            policy,
+            "actor_target" if getattr(policy, "actor_target", None) is not None else None,
+            "critic_target",
+            "features_target",
+        )
+        online = groups_from_paths(paths)
+        target = groups_from_paths(t_paths)
+        _link_twins(online, target)
+        return NeuronModel(online + target, {**modules, **t_modules}, optimizers)
+
+    if isinstance(policy, ActorCriticPolicy):
+        paths, modules = _actor_critic_paths(policy)
+        return NeuronModel(groups_from_paths(paths), modules, optimizers)
+
+    raise NeuronDiscoveryError(
+        f"{type(policy).__name__} is not a policy sb3_plasticity understands (TD3Policy, SACPolicy, "
+        "ActorCriticPolicy and their subclasses are); give it a `neuron_paths()` or `neuron_groups()` method "
+        "(see docs/neuron_model.md)"
+    )

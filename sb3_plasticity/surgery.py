@@ -1,0 +1,267 @@
+"""Layer 4: neuron surgery, the only code that changes weights outside the optimizer.
+
+One path for Linear and Conv producers. For the chosen neurons of a :class:`~sb3_plasticity.neurons.NeuronGroup`:
+
+1. :func:`reinitialize_incoming`: draw fresh incoming weights and biases from the layer's own init
+   (``group.init``: PyTorch's default for TD3/SAC, orthogonal with SB3's gains for PPO/A2C) and reset the
+   per-neuron affine parameters of a following norm (weight 1, bias 0).
+2. :func:`zero_outgoing`: zero the consumers' input columns (Linear), channels (Conv), or the ``H * W``
+   columns per channel after conv -> flatten -> linear. Zeroed outgoing weights leave the network's
+   output unchanged at reset time (the ReDo recipe).
+3. :func:`reset_optimizer_state`: zero the optimizer state (Adam moments, RMSprop averages, momentum
+   buffers) of exactly those entries, and give them a *fresh first step* (below).
+4. :func:`sync_twin`: copy the touched entries into the target network's twin, so the target agrees
+   at once instead of converging at the polyak rate.
+
+:func:`reset_neurons` does all four.
+
+**Adam's step counter.** Adam keeps one ``step`` per tensor. Zeroing a reset entry's moments while the
+tensor's step is large gives it ``m_hat = 0.1 g`` and ``v_hat = 0.001 g^2`` on its next update, a step of
+about ``3.16 * lr`` instead of a fresh parameter's ``lr``. Resetting the whole tensor's step instead
+(timoklein/redo) restarts bias correction for every *other* entry of the tensor, shrinking their steps
+for thousands of updates. We do neither: the moments of the reset entries are zeroed now, and a one-shot
+optimizer pre-step hook sets them, at the first step where each entry gets a non-zero gradient ``g``, to
+``m = g (c1 - (1 - b1)) / b1`` and ``v = g^2 (c2 - (1 - b2)) / b2`` with ``c = 1 - b^t`` the bias
+corrections of that step, so that Adam computes ``m_t = c1 g`` and ``v_t = c2 g^2``: exactly a fresh
+parameter's first update ``lr * g / (|g| + eps)``. Other entries are untouched. Entries whose gradient is
+still 0 (incoming weights of a neuron whose outgoing weights were just zeroed) keep zero moments and do
+not move until their first non-zero gradient. RMSprop and SGD-momentum need no such correction: their
+state starts at zero for a fresh parameter too.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Sequence
+
+import torch as th
+from torch import nn
+
+from sb3_plasticity.neurons import Consumer, NeuronGroup
+
+__all__ = [
+    "reinitialize_incoming",
+    "reset_neurons",
+    "reset_optimizer_state",
+    "sync_twin",
+    "zero_outgoing",
+]
+
+
+def _as_index(neurons: th.Tensor | Sequence[int], device: th.device) -> th.Tensor:
+    idx = th.as_tensor(neurons, dtype=th.long, device=device).reshape(-1)
+    return idx
+
+
+def _incoming_entries(group: NeuronGroup, idx: th.Tensor) -> list[tuple[nn.Parameter, tuple]]:
+    entries: list[tuple[nn.Parameter, tuple]] = [(group.producer.weight, (idx,))]
+    if group.producer.bias is not None:
+        entries.append((group.producer.bias, (idx,)))
+    if group.norm is not None:
+        for name in ("weight", "bias"):
+            p = getattr(group.norm, name, None)
+            if isinstance(p, nn.Parameter) and p.dim() == 1 and p.shape[0] == group.n_neurons:
+                entries.append((p, (idx,)))
+    return entries
+
+
+def _outgoing_entries(group: NeuronGroup, idx: th.Tensor) -> list[tuple[nn.Parameter, tuple]]:
+    return [(c.module.weight, (slice(None), c.input_index(idx))) for c in group.consumers]
+
+
+@th.no_grad()
+def reinitialize_incoming(
+    group: NeuronGroup, neurons: th.Tensor | Sequence[int], generator: th.Generator | None = None
+) -> None:
+    """Re-draw the incoming weights and bias of ``neurons`` from ``group.init``; reset norm affine entries.
+
+    A producer with a connection ``mask`` keeps its masked entries at zero.
+    """
+    producer = group.producer
+    idx = _as_index(neurons, producer.weight.device)
+    if idx.numel() == 0:
+        return
+    weight, bias = group.init.fresh(producer, generator)
+    producer.weight[idx] = weight[idx]
+    mask = getattr(producer, "mask", None)
+    if mask is not None:
+        producer.weight[idx] *= mask[idx].to(producer.weight.dtype)
+    if producer.bias is not None and bias is not None:
+        producer.bias[idx] = bias[idx]
+    if group.norm is not None:
+        w, b = getattr(group.norm, "weight", None), getattr(group.norm, "bias", None)
+        if isinstance(w, nn.Parameter) and w.dim() == 1 and w.shape[0] == group.n_neurons:
+            w[idx] = 1.0
+        if isinstance(b, nn.Parameter) and b.dim() == 1 and b.shape[0] == group.n_neurons:
+            b[idx] = 0.0
+
+
+@th.no_grad()
+def zero_outgoing(group: NeuronGroup, neurons: th.Tensor | Sequence[int]) -> None:
+    """Zero the consumers' weights that read ``neurons`` (function preserved at reset time)."""
+    idx = _as_index(neurons, group.producer.weight.device)
+    if idx.numel() == 0:
+        return
+    for consumer in group.consumers:
+        consumer.module.weight[:, consumer.input_index(idx)] = 0.0
+
+
+# ----------------------------------------------------------------------------------------------------
+# Optimizer state
+# ----------------------------------------------------------------------------------------------------
+_ADAM_TYPES = (th.optim.Adam, th.optim.AdamW)
+
+
+class _FreshStepHook:
+    """Per-optimizer pre-step hook giving pending Adam entries a fresh parameter's first update."""
+
+    def __init__(self, optimizer: th.optim.Optimizer) -> None:
+        self.pending: dict[nn.Parameter, th.Tensor] = {}
+        self.handle = optimizer.register_step_pre_hook(self)
+
+    def add(self, param: nn.Parameter, selector: tuple) -> None:
+        mask = self.pending.get(param)
+        if mask is None:
+            mask = th.zeros_like(param, dtype=th.bool)
+            self.pending[param] = mask
+        mask[selector] = True
+
+    @staticmethod
+    def _group_of(optimizer: th.optim.Optimizer, param: nn.Parameter) -> dict:
+        for pg in optimizer.param_groups:
+            if any(p is param for p in pg["params"]):
+                return pg
+        raise KeyError("parameter not in optimizer")
+
+    @th.no_grad()
+    def __call__(self, optimizer: th.optim.Optimizer, args, kwargs) -> None:
+        for param in list(self.pending):
+            mask = self.pending[param]
+            state = optimizer.state.get(param)
+            if param.grad is None or not state or "exp_avg" not in state:
+                continue
+            pg = self._group_of(optimizer, param)
+            grad = param.grad
+            if pg.get("maximize", False):
+                grad = -grad
+            if pg.get("weight_decay", 0) and not isinstance(optimizer, th.optim.AdamW) and not pg.get("decoupled_weight_decay", False):
+                grad = grad + pg["weight_decay"] * param
+            ready = mask & (grad != 0)
+            if not bool(ready.any()):
+                continue
+            beta1, beta2 = pg["betas"]
+            t = float(state["step"]) + 1.0
+            c1, c2 = 1.0 - beta1**t, 1.0 - beta2**t
+            g = grad[ready]
+            state["exp_avg"][ready] = g * ((c1 - (1.0 - beta1)) / beta1)
+            state["exp_avg_sq"][ready] = g.pow(2) * ((c2 - (1.0 - beta2)) / beta2)
+            if "max_exp_avg_sq" in state:
+                state["max_exp_avg_sq"][ready] = 0.0
+            mask &= ~ready
+            if not bool(mask.any()):
+                del self.pending[param]
+        if not self.pending:
+            self.handle.remove()
+            _FRESH_HOOKS.pop(optimizer, None)
+
+
+_FRESH_HOOKS: weakref.WeakKeyDictionary[th.optim.Optimizer, _FreshStepHook] = weakref.WeakKeyDictionary()
+
+
+def _fresh_hook(optimizer: th.optim.Optimizer) -> _FreshStepHook:
+    hook = _FRESH_HOOKS.get(optimizer)
+    if hook is None:
+        hook = _FreshStepHook(optimizer)
+        _FRESH_HOOKS[optimizer] = hook
+    return hook
+
+
+@th.no_grad()
+def _reset_entries(
+    entries: Sequence[tuple[nn.Parameter, tuple]], optimizers: Sequence[th.optim.Optimizer], fresh_step: bool
+) -> None:
+    for param, selector in entries:
+        for opt in optimizers:
+            state = opt.state.get(param)
+            if not state:
+                continue  # no step taken yet: the entries are fresh already
+            for value in state.values():
+                if isinstance(value, th.Tensor) and value.shape == param.shape:
+                    value[selector] = 0
+            if fresh_step and isinstance(opt, _ADAM_TYPES) and "exp_avg" in state:
+                _fresh_hook(opt).add(param, selector)
+
+
+def reset_optimizer_state(
+    group: NeuronGroup,
+    neurons: th.Tensor | Sequence[int],
+    incoming: bool = True,
+    outgoing: bool = True,
+    fresh_step: bool = True,
+) -> None:
+    """Zero the optimizer state of the neurons' incoming and/or outgoing entries in every owning optimizer.
+
+    :param fresh_step: for Adam/AdamW, make each entry's next non-zero update that of a fresh parameter
+        (see the module docstring); False only zeroes the moments.
+    """
+    idx = _as_index(neurons, group.producer.weight.device)
+    if idx.numel() == 0:
+        return
+    entries = (_incoming_entries(group, idx) if incoming else []) + (_outgoing_entries(group, idx) if outgoing else [])
+    _reset_entries(entries, group.optimizers, fresh_step)
+
+
+@th.no_grad()
+def sync_twin(group: NeuronGroup, neurons: th.Tensor | Sequence[int], outgoing: bool = True) -> None:
+    """Copy the neurons' incoming (and outgoing) entries from the online group into its target twin."""
+    twin = group.twin
+    if twin is None:
+        return
+    idx = _as_index(neurons, group.producer.weight.device)
+    if idx.numel() == 0:
+        return
+    for (src, sel), (dst, _) in zip(_incoming_entries(group, idx), _incoming_entries(twin, idx)):
+        dst[sel] = src[sel].to(dst.device)
+    if outgoing:
+        for c_src, c_dst in zip(group.consumers, twin.consumers):
+            _copy_columns(c_src, c_dst, idx)
+    src_mask, dst_mask = getattr(group.producer, "mask", None), getattr(twin.producer, "mask", None)
+    if src_mask is not None and dst_mask is not None:
+        dst_mask[idx] = src_mask[idx]
+
+
+def _copy_columns(src: Consumer, dst: Consumer, idx: th.Tensor) -> None:
+    cols = src.input_index(idx)
+    dst.module.weight[:, cols] = src.module.weight[:, cols].to(dst.module.weight.device)
+
+
+def reset_neurons(
+    group: NeuronGroup,
+    neurons: th.Tensor | Sequence[int],
+    outgoing: str = "zero",
+    optimizer: bool = True,
+    twin: bool = True,
+    fresh_step: bool = True,
+    generator: th.Generator | None = None,
+) -> int:
+    """Re-initialise ``neurons`` of ``group`` the ReDo way; returns how many were reset.
+
+    :param outgoing: ``"zero"`` zeroes the outgoing weights (function preserved), ``"keep"`` leaves them.
+    :param optimizer: reset the optimizer state of the touched entries.
+    :param twin: apply the same change to the target network's twin group.
+    :param fresh_step: see :func:`reset_optimizer_state`.
+    :param generator: random generator for the fresh weights (default: torch's global RNG).
+    """
+    if outgoing not in ("zero", "keep"):
+        raise ValueError(f"outgoing must be 'zero' or 'keep', got {outgoing!r}")
+    idx = _as_index(neurons, group.producer.weight.device)
+    if idx.numel() == 0:
+        return 0
+    reinitialize_incoming(group, idx, generator)
+    if outgoing == "zero":
+        zero_outgoing(group, idx)
+    if optimizer:
+        reset_optimizer_state(group, idx, incoming=True, outgoing=outgoing == "zero", fresh_step=fresh_step)
+    if twin:
+        sync_twin(group, idx, outgoing=outgoing == "zero")
+    return int(idx.numel())
