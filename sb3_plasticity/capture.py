@@ -1,9 +1,17 @@
 """Layer 2: capture of neuron statistics during the algorithm's own training pass.
 
 A :class:`Capture` is *armed* by a method when it needs data. While armed, forward hooks on each group's
-output module record the first output that takes part in a gradient computation (SB3 runs rollouts,
-``predict`` and evaluation under ``th.no_grad()``, so those forwards are not counted) and a tensor hook
-on that output records ``dL/dh``, the gradient of the training loss w.r.t. the neuron outputs. When the
+output module record the first neuron output ``h`` that takes part in a gradient computation (SB3 runs
+rollouts, ``predict`` and evaluation under ``th.no_grad()``, so those forwards are not counted), and a
+tensor hook on the producer's output of that same forward records ``dL/dz``, the gradient of the
+training loss w.r.t. the neuron's pre-activation.
+
+Why ``dL/dz`` for GraMa (paper Eq. 2 writes ``grad_h L``): the proof of the paper's Theorem 1 takes the
+gradient through the activation's derivative, and the official code scores ``|dL/dW|`` of the incoming
+weights, which is ``dL/dz`` times the inputs. Both are the signal that reaches the neuron's own
+parameters: zero exactly for a dead ReLU neuron. The gradient after the activation is not: it is
+``W_out^T delta`` whatever the neuron's state. ``z`` is the producer's output (before any norm), so with
+LayerNorm a neuron still counts as learning when gradient reaches it through the norm's statistics. When the
 optimizer owning a network is about to step, the network's parameter gradients are read (in PPO/A2C
 after SB3's gradient clipping). Once every group has what it needs the capture is *complete*; the method
 reads :attr:`Capture.records` and calls :meth:`Capture.disarm`, which removes every hook, so nothing
@@ -38,12 +46,15 @@ __all__ = ["Capture", "GroupRecord", "NetworkGradients", "forward_networks", "pr
 class GroupRecord:
     """What one armed pass recorded for a group.
 
-    :param activation: neuron outputs ``h``, shape ``(batch, neurons, *spatial)``, detached.
-    :param grad: ``dL/dh`` with the same shape, or None when no gradient reached it.
+    :param activation: neuron outputs ``h`` (after norm and activation), shape ``(batch, neurons, *spatial)``,
+        detached.
+    :param grad: ``dL/dz``, the loss gradient at the producer's output (pre-activation), same shape, or None
+        when no gradient reached it.
     """
 
     activation: th.Tensor | None = None
     grad: th.Tensor | None = None
+    grad_hooked: bool = False
 
 
 @dataclass
@@ -63,7 +74,7 @@ class Capture:
 
     :param model: the :class:`~sb3_plasticity.neurons.NeuronModel` of the algorithm.
     :param groups: the groups to record (default: all).
-    :param gradients: also record ``dL/dh`` for online groups and the networks' parameter gradients.
+    :param gradients: also record ``dL/dz`` for online groups and the networks' parameter gradients.
     :param max_batch: keep at most this many samples of each recorded tensor (memory bound for big batches
         and conv layers); None keeps the whole batch.
     """
@@ -119,7 +130,9 @@ class Capture:
         self.records = {}
         self.network_gradients = {}
         for group in self.groups:
-            self._handles.append(group.output.register_forward_hook(self._forward_hook(group)))
+            if self._needs_grad(group):
+                self._handles.append(group.producer.register_forward_hook(self._producer_hook(group)))
+            self._handles.append(group.output.register_forward_hook(self._output_hook(group)))
         if self.gradients:
             optimizers = {id(o): o for g in self.groups if not g.is_target for o in g.optimizers}
             for opt in optimizers.values():
@@ -145,22 +158,30 @@ class Capture:
         x = x.detach()
         return x[: self.max_batch] if self.max_batch is not None else x
 
-    def _forward_hook(self, group: NeuronGroup):
+    def _counts(self, group: NeuronGroup) -> bool:
+        # Rollout, predict and evaluation forwards run under no_grad; target networks only run in train().
+        return self._forced or group.is_target or th.is_grad_enabled()
+
+    def _producer_hook(self, group: NeuronGroup):
         def hook(module: nn.Module, inputs: tuple, output: th.Tensor) -> None:
-            rec = self.records.get(group)
-            if rec is not None and rec.activation is not None:
-                return
-            if not (self._forced or group.is_target or th.is_grad_enabled()):
-                return  # a rollout / predict / evaluation forward
             rec = self.records.setdefault(group, GroupRecord())
-            rec.activation = self._trim(output)
-            if self._needs_grad(group) and output.requires_grad:
+            if rec.grad_hooked or rec.activation is not None or not self._counts(group) or not output.requires_grad:
+                return
+            rec.grad_hooked = True
 
-                def grad_hook(grad: th.Tensor) -> None:
-                    if rec.grad is None:
-                        rec.grad = self._trim(grad)
+            def grad_hook(grad: th.Tensor) -> None:
+                if rec.grad is None:
+                    rec.grad = self._trim(grad)
 
-                output.register_hook(grad_hook)
+            output.register_hook(grad_hook)
+
+        return hook
+
+    def _output_hook(self, group: NeuronGroup):
+        def hook(module: nn.Module, inputs: tuple, output: th.Tensor) -> None:
+            rec = self.records.setdefault(group, GroupRecord())
+            if rec.activation is None and self._counts(group):
+                rec.activation = self._trim(output)
 
         return hook
 

@@ -34,9 +34,7 @@ def main(argv: list[str] | None = None) -> str:
     args = parse_args(argv)
     algo_cls = {"td3": TD3, "ddpg": DDPG, "sac": SAC, "ppo": PPO, "a2c": A2C}[args.algo]
     kwargs = {"learning_starts": 500} if args.algo in ("td3", "ddpg", "sac") else {}
-    model = algo_cls(
-        "MlpPolicy", args.env, tensorboard_log=args.tensorboard_log, seed=args.seed, device=args.device, **kwargs
-    )
+    model = algo_cls("MlpPolicy", args.env, tensorboard_log=args.tensorboard_log, seed=args.seed, device=args.device, **kwargs)
     callback = PlasticityMonitorCallback(log_freq=args.log_freq)
     model.learn(args.timesteps, callback=callback, progress_bar=not args.no_progress_bar)
     run_dir = os.path.abspath(model.logger.dir)

@@ -1,6 +1,7 @@
 """Layer 3: plasticity metrics.
 
-Pure functions from neuron outputs ``h`` (or their gradients ``g = dL/dh``) to numbers. Tensors have shape
+Pure functions from neuron outputs ``h`` (or the loss gradients ``g = dL/dz`` at the neurons'
+pre-activations, see :mod:`sb3_plasticity.capture` for why) to numbers. Tensors have shape
 ``(batch, neurons)`` for Linear layers and ``(batch, channels, H, W)`` for Conv layers: a conv neuron is a
 channel, and expectations run over the batch *and* the spatial positions. ``alive`` is an optional bool
 mask of the neurons that exist in the current topology; ratios are taken over those only, so masked-out
@@ -13,8 +14,8 @@ Definitions (``E`` is the mean over the batch, and over spatial positions for co
   is 0 has ``s = 0`` everywhere.
 - **tau-dormant** neuron: ``s_i <= tau`` (``<=``, as in GraMa Sec. 4.2, so ``tau = 0`` flags exactly the
   neurons whose output is 0 on the whole batch).
-- **GraMa inactive** neuron (GraMa paper, Eq. 2): the same normalisation applied to ``E|dL/dh_i|``,
-  inactive when ``G_i <= tau``.
+- **GraMa inactive** neuron (GraMa paper, Eq. 2): the same normalisation applied to ``E|dL/dz_i|``,
+  inactive when ``G_i <= tau``. For a ReLU MLP a neuron dead on the batch has ``G_i = 0`` (Theorem 1).
 - **active** neuron (NE paper, Eq. 1): ``h_i(x) > 0`` for at least one input of the batch.
   ``active_ratio_per_sample`` is the variant the official NE code logs: the fraction of
   (sample, neuron) pairs with ``h > 0`` (for conv neurons, a channel is active on a sample when any
@@ -37,10 +38,10 @@ from torch import nn
 
 __all__ = [
     "LayerMetrics",
+    "activation_norm",
     "active_mask",
     "active_ratio",
     "active_ratio_per_sample",
-    "activation_norm",
     "activity",
     "dormant_mask",
     "dormant_ratio",
@@ -98,7 +99,7 @@ def dormant_ratio(h: th.Tensor, tau: float = 0.1, alive: th.Tensor | None = None
 
 
 def grama_inactive_mask(grad: th.Tensor, tau: float = 0.0, alive: th.Tensor | None = None) -> th.Tensor:
-    """GraMa-inactive neurons (``G_i <= tau``, GraMa Eq. 2) from ``dL/dh``, bool ``(neurons,)``."""
+    """GraMa-inactive neurons (``G_i <= tau``, GraMa Eq. 2) from ``dL/dz``, bool ``(neurons,)``."""
     _check_tau(tau)
     flags = normalized_scores(activity(grad), alive) <= tau
     return flags if alive is None else flags & alive
@@ -229,7 +230,7 @@ def pool(layers: Iterable[LayerMetrics], last_hidden: Iterable[bool]) -> dict[st
     if layers and all(m.active_pairs is not None for m in layers):
         out["active_ratio_per_sample"] = sum(m.active_pairs for m in layers) / denom
         out["activation_norm"] = sum(m.activation_abs_sum for m in layers) / max(sum(m.activation_count for m in layers), 1)
-    ranks = [m.effective_rank for m, last in zip(layers, last_hidden) if last and m.effective_rank is not None]
+    ranks = [m.effective_rank for m, last in zip(layers, last_hidden, strict=True) if last and m.effective_rank is not None]
     if ranks:
         out["effective_rank"] = sum(ranks) / len(ranks)
     return out

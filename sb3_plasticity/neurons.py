@@ -104,11 +104,13 @@ class Consumer:
     :param offset: input column (Linear) or input channel (Conv) fed by neuron 0.
     :param block: input columns fed by each neuron: 1, or ``H * W`` after conv -> flatten -> linear
         (channel ``c`` feeds columns ``[offset + c*block, offset + (c+1)*block)``).
+    :param name: path of the consumer inside its network (matches the target twin's consumer).
     """
 
     module: Producer
     offset: int = 0
     block: int = 1
+    name: str = ""
 
     def input_index(self, neurons: th.Tensor) -> th.Tensor:
         """Input columns (or channels) of :attr:`module` that read the given neurons."""
@@ -294,19 +296,19 @@ def _make_consumer(producer: Producer, consumer: Producer, flattened: bool, c_le
                     f"{p_leaf.network}.{p_leaf.name} (Conv2d, {n} channels) feeds {c_leaf.network}.{c_leaf.name} "
                     f"(Linear, in_features={consumer.in_features}) without a Flatten that maps channels to columns"
                 )
-            return Consumer(consumer, offset, width // n)
+            return Consumer(consumer, offset, width // n, c_leaf.name)
         if width < n:
             raise NeuronDiscoveryError(
                 f"{p_leaf.network}.{p_leaf.name} has {n} outputs but {c_leaf.network}.{c_leaf.name} reads only "
                 f"{consumer.in_features} inputs"
             )
-        return Consumer(consumer, offset, 1)
+        return Consumer(consumer, offset, 1, c_leaf.name)
     if isinstance(producer, nn.Linear) or consumer.in_channels != n:
         raise NeuronDiscoveryError(
             f"{p_leaf.network}.{p_leaf.name} ({type(producer).__name__}, {n} outputs) cannot feed "
             f"{c_leaf.network}.{c_leaf.name} (Conv2d, in_channels={consumer.in_channels})"
         )
-    return Consumer(consumer, offset, 1)
+    return Consumer(consumer, offset, 1, c_leaf.name)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -384,8 +386,7 @@ class NeuronModel:
         unknown = [n for n in names if n not in self.networks]
         if unknown:
             raise ValueError(
-                f"{parameter}={list(names)!r}: the model has no network named {unknown!r}; "
-                f"it has {self.network_names!r}"
+                f"{parameter}={list(names)!r}: the model has no network named {unknown!r}; it has {self.network_names!r}"
             )
 
     def __repr__(self) -> str:
@@ -449,9 +450,9 @@ def _td3_sac_paths(
     if actor is not None:
         fe = Stage(fe_net or actor_name, "features_extractor", actor.features_extractor)
         if isinstance(actor, SACActor):
-            heads = [actor.mu] + ([actor.log_std] if isinstance(actor.log_std, nn.Module) else [])
-            head_names = ["mu", "log_std"]
-            for head, hname in zip(heads, head_names):
+            # with gSDE, log_std is a Parameter, not a layer reading the latent features
+            heads = [("mu", actor.mu)] + ([("log_std", actor.log_std)] if isinstance(actor.log_std, nn.Module) else [])
+            for hname, head in heads:
                 paths.append(
                     NetworkPath((fe, Stage(actor_name, "latent_pi", actor.latent_pi), Stage(actor_name, hname, head)))
                 )
@@ -525,7 +526,10 @@ def _link_twins(online: list[NeuronGroup], target: list[NeuronGroup], suffix: st
         if twin is not None:
             g.twin = twin
             twin.is_target = True
-            if twin.producer.weight.shape != g.producer.weight.shape or len(twin.consumers) != len(g.consumers):
+            online_names = {c.name for c in g.consumers}
+            if twin.producer.weight.shape != g.producer.weight.shape or any(
+                c.name not in online_names for c in twin.consumers
+            ):
                 raise NeuronDiscoveryError(f"target twin of {g.key} does not match it ({twin})")
 
 

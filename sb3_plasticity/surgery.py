@@ -144,7 +144,11 @@ class _FreshStepHook:
             grad = param.grad
             if pg.get("maximize", False):
                 grad = -grad
-            if pg.get("weight_decay", 0) and not isinstance(optimizer, th.optim.AdamW) and not pg.get("decoupled_weight_decay", False):
+            if (
+                pg.get("weight_decay", 0)
+                and not isinstance(optimizer, th.optim.AdamW)
+                and not pg.get("decoupled_weight_decay", False)
+            ):
                 grad = grad + pg["weight_decay"] * param
             ready = mask & (grad != 0)
             if not bool(ready.any()):
@@ -220,11 +224,13 @@ def sync_twin(group: NeuronGroup, neurons: th.Tensor | Sequence[int], outgoing: 
     idx = _as_index(neurons, group.producer.weight.device)
     if idx.numel() == 0:
         return
-    for (src, sel), (dst, _) in zip(_incoming_entries(group, idx), _incoming_entries(twin, idx)):
+    for (src, sel), (dst, _) in zip(_incoming_entries(group, idx), _incoming_entries(twin, idx), strict=True):
         dst[sel] = src[sel].to(dst.device)
     if outgoing:
-        for c_src, c_dst in zip(group.consumers, twin.consumers):
-            _copy_columns(c_src, c_dst, idx)
+        # matched by name: SAC's shared online extractor also feeds the actor, its critic_target twin does not
+        by_name = {c.name: c for c in group.consumers}
+        for c_dst in twin.consumers:
+            _copy_columns(by_name[c_dst.name], c_dst, idx)
     src_mask, dst_mask = getattr(group.producer, "mask", None), getattr(twin.producer, "mask", None)
     if src_mask is not None and dst_mask is not None:
         dst_mask[idx] = src_mask[idx]
