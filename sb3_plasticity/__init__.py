@@ -4,10 +4,22 @@ Everything a user needs is importable from here.
 """
 
 from sb3_plasticity.capture import Capture, GroupRecord, probe, sample_batch
-from sb3_plasticity.methods import PlasticityCallback, PlasticityMonitorCallback
+from sb3_plasticity.methods import (
+    CBPCallback,
+    GraMaResetCallback,
+    InterventionCallback,
+    NeuronResetCallback,
+    PlasticityCallback,
+    PlasticityMonitorCallback,
+    PolicyProbe,
+    ReDoCallback,
+    ResetCallback,
+    ShrinkPerturbCallback,
+)
 from sb3_plasticity.neurons import (
     Consumer,
     DefaultInit,
+    Layer,
     NetworkPath,
     NeuronDiscoveryError,
     NeuronGroup,
@@ -16,30 +28,49 @@ from sb3_plasticity.neurons import (
     Stage,
     discover,
 )
-from sb3_plasticity.surgery import reinitialize_incoming, reset_neurons, reset_optimizer_state, sync_twin, zero_outgoing
+from sb3_plasticity.surgery import (
+    reinitialize_incoming,
+    reset_layer,
+    reset_neurons,
+    reset_optimizer_state,
+    shrink_perturb_layer,
+    sync_twin,
+    zero_outgoing,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CBPCallback",
     "Capture",
     "Consumer",
     "DefaultInit",
+    "GraMaResetCallback",
     "GroupRecord",
+    "InterventionCallback",
+    "Layer",
     "NetworkPath",
     "NeuronDiscoveryError",
     "NeuronGroup",
     "NeuronModel",
+    "NeuronResetCallback",
     "OrthogonalInit",
     "PlasticityCallback",
     "PlasticityMonitorCallback",
+    "PolicyProbe",
+    "ReDoCallback",
+    "ResetCallback",
+    "ShrinkPerturbCallback",
     "Stage",
     "__version__",
     "discover",
     "probe",
     "reinitialize_incoming",
+    "reset_layer",
     "reset_neurons",
     "reset_optimizer_state",
     "sample_batch",
+    "shrink_perturb_layer",
     "sync_twin",
     "zero_outgoing",
 ]

@@ -39,7 +39,7 @@ from torch import nn
 
 from sb3_plasticity.neurons import NeuronGroup, NeuronModel
 
-__all__ = ["Capture", "GroupRecord", "NetworkGradients", "forward_networks", "probe", "sample_batch"]
+__all__ = ["Capture", "GroupRecord", "NetworkGradients", "buffer_ready", "forward_networks", "probe", "sample_batch"]
 
 
 @dataclass
@@ -55,6 +55,7 @@ class GroupRecord:
     activation: th.Tensor | None = None
     grad: th.Tensor | None = None
     grad_hooked: bool = False
+    weight_grad: th.Tensor | None = None  # mean |dL/dW| over each neuron's incoming weights, (neurons,)
 
 
 @dataclass
@@ -205,12 +206,24 @@ class Capture:
             for g in groups:
                 wg = g.producer.weight.grad
                 grads.layer_norms[g.name] = float(wg.norm()) if wg is not None else 0.0
+                if wg is not None:
+                    # the official GraMa code's score: mean |dL/dW_ij| over neuron i's incoming weights
+                    self.records[g].weight_grad = wg.detach().abs().reshape(wg.shape[0], -1).mean(dim=1)
             self.network_gradients[network] = grads
 
 
 # ----------------------------------------------------------------------------------------------------
 # On-demand measurement pass
 # ----------------------------------------------------------------------------------------------------
+def buffer_ready(algorithm) -> bool:
+    """Whether :func:`sample_batch` has data: a non-empty replay buffer or a full rollout buffer."""
+    replay = getattr(algorithm, "replay_buffer", None)
+    if replay is not None:
+        return replay.size() > 0
+    rollout = getattr(algorithm, "rollout_buffer", None)
+    return rollout is not None and rollout.full
+
+
 def sample_batch(algorithm, batch_size: int) -> tuple[th.Tensor, th.Tensor]:
     """``(observations, actions)`` from the algorithm's replay buffer or (full) rollout buffer.
 

@@ -25,6 +25,7 @@ __all__ = [
     "Consumer",
     "DefaultInit",
     "InitScheme",
+    "Layer",
     "NetworkPath",
     "NeuronDiscoveryError",
     "NeuronGroup",
@@ -119,6 +120,20 @@ class Consumer:
             return neurons + self.offset
         cols = self.offset + neurons[:, None] * self.block + th.arange(self.block, device=neurons.device)
         return cols.reshape(-1)
+
+
+@dataclass(frozen=True, eq=False)
+class Layer:
+    """A Linear or Conv layer of a network (hidden or output), for whole-layer methods (Reset, S&P).
+
+    :param norm: the norm module right after it, if any.
+    """
+
+    network: str
+    name: str
+    module: Producer
+    init: InitScheme
+    norm: nn.Module | None = None
 
 
 @dataclass(eq=False)
@@ -320,6 +335,8 @@ class NeuronModel:
     :param groups: every group, online and target.
     :param network_modules: for each network, the modules whose parameters make it up (for norms).
     :param optimizers: every optimizer of the policy / algorithm.
+    :param layer_paths: the Linear/Conv layers along each input-to-output path, in data-flow order (output
+        layers included); by default the groups' producers and consumers.
     """
 
     def __init__(
@@ -327,8 +344,16 @@ class NeuronModel:
         groups: Sequence[NeuronGroup],
         network_modules: dict[str, Sequence[nn.Module]],
         optimizers: Sequence[th.optim.Optimizer] = (),
+        layer_paths: Sequence[Sequence[Layer]] | None = None,
     ) -> None:
         self.groups: list[NeuronGroup] = list(groups)
+        if layer_paths is None:
+            layer_paths = [
+                [Layer(g.network, g.name, g.producer, g.init, g.norm)]
+                + [Layer(g.network, c.name, c.module, g.init) for c in g.consumers]
+                for g in self.groups
+            ]
+        self.layer_paths = [list(p) for p in layer_paths]
         for group in self.groups:
             if group.network.endswith("_target"):
                 group.is_target = True
@@ -354,6 +379,28 @@ class NeuronModel:
                         opts.append(opt)
             group.optimizers = tuple(opts)
         _mark_last_hidden(self.groups)
+
+    def layers(self, network: str, last: int | None = None) -> list[Layer]:
+        """The network's Linear/Conv layers (output layers included), in data-flow order.
+
+        :param last: only the last ``last`` layers of the network along each path (e.g. ``qf0.2, qf0.4`` and
+            ``qf1.2, qf1.4`` for ``last=2`` on a TD3 critic).
+        """
+        out: list[Layer] = []
+        for path in self.layer_paths:
+            mine = [layer for layer in path if layer.network == network]
+            if last is not None:
+                mine = mine[-last:] if last > 0 else []
+            out += [layer for layer in mine if all(layer.module is not o.module for o in out)]
+        return out
+
+    def layer(self, network: str, name: str) -> Layer | None:
+        """The layer called ``name`` in ``network`` (e.g. the target twin of an online layer)."""
+        for path in self.layer_paths:
+            for layer in path:
+                if layer.network == network and layer.name == name:
+                    return layer
+        return None
 
     def optimizers_of(self, param: nn.Parameter) -> list[th.optim.Optimizer]:
         return self._owners.get(id(param), [])
@@ -397,9 +444,18 @@ class NeuronModel:
 
 
 def _mark_last_hidden(groups: Sequence[NeuronGroup]) -> None:
-    producers = {id(g.producer) for g in groups}
+    # per network: a shared extractor's last layer feeds hidden layers of other networks but is the last
+    # hidden layer of the "features" network
+    producers = {(g.network, id(g.producer)) for g in groups}
     for g in groups:
-        g.is_last_hidden = not any(id(c.module) in producers for c in g.consumers)
+        g.is_last_hidden = not any((g.network, id(c.module)) in producers for c in g.consumers)
+
+
+def layers_from_paths(paths: Sequence[NetworkPath]) -> list[list[Layer]]:
+    """The Linear/Conv layers along each path, in data-flow order."""
+    return [
+        [Layer(leaf.network, leaf.name, leaf.module, leaf.init, norm) for leaf, _, norm, _ in _walk(path)] for path in paths
+    ]
 
 
 def groups_from_paths(paths: Sequence[NetworkPath]) -> list[NeuronGroup]:
@@ -493,14 +549,14 @@ def _actor_critic_paths(policy) -> tuple[list[NetworkPath], dict]:
             (
                 pi_fe,
                 Stage("policy", "mlp_extractor.policy_net", mlp.policy_net, hidden_init),
-                Stage("policy", "action_net", policy.action_net),
+                Stage("policy", "action_net", policy.action_net, OrthogonalInit(0.01) if ortho else DefaultInit()),
             )
         ),
         NetworkPath(
             (
                 vf_fe,
                 Stage("value", "mlp_extractor.value_net", mlp.value_net, hidden_init),
-                Stage("value", "value_net", policy.value_net),
+                Stage("value", "value_net", policy.value_net, OrthogonalInit(1.0) if ortho else DefaultInit()),
             )
         ),
     ]
@@ -564,7 +620,7 @@ def discover(model) -> NeuronModel:
                         modules[stage.network].append(stage.module)
         target_groups = [g for g in groups if g.network.endswith("_target")]
         _link_twins([g for g in groups if not g.network.endswith("_target")], target_groups)
-        return NeuronModel(groups, modules, optimizers)
+        return NeuronModel(groups, modules, optimizers, layers_from_paths(paths))
 
     if isinstance(policy, (TD3Policy, SACPolicy)):
         paths, modules = _td3_sac_paths(policy, "actor", "critic", "features")
@@ -577,11 +633,12 @@ def discover(model) -> NeuronModel:
         online = groups_from_paths(paths)
         target = groups_from_paths(t_paths)
         _link_twins(online, target)
-        return NeuronModel(online + target, {**modules, **t_modules}, optimizers)
+        layer_paths = layers_from_paths(paths) + layers_from_paths(t_paths)
+        return NeuronModel(online + target, {**modules, **t_modules}, optimizers, layer_paths)
 
     if isinstance(policy, ActorCriticPolicy):
         paths, modules = _actor_critic_paths(policy)
-        return NeuronModel(groups_from_paths(paths), modules, optimizers)
+        return NeuronModel(groups_from_paths(paths), modules, optimizers, layers_from_paths(paths))
 
     raise NeuronDiscoveryError(
         f"{type(policy).__name__} is not a policy sb3_plasticity understands (TD3Policy, SACPolicy, "

@@ -13,7 +13,8 @@ One path for Linear and Conv producers. For the chosen neurons of a :class:`~sb3
 4. :func:`sync_twin`: copy the touched entries into the target network's twin, so the target agrees
    at once instead of converging at the polyak rate.
 
-:func:`reset_neurons` does all four.
+:func:`reset_neurons` does all four. For whole layers (Reset, Shrink & Perturb): :func:`reset_layer` and
+:func:`shrink_perturb_layer`.
 
 **Adam's step counter.** Adam keeps one ``step`` per tensor. Zeroing a reset entry's moments while the
 tensor's step is large gives it ``m_hat = 0.1 g`` and ``v_hat = 0.001 g^2`` on its next update, a step of
@@ -37,12 +38,14 @@ from collections.abc import Sequence
 import torch as th
 from torch import nn
 
-from sb3_plasticity.neurons import Consumer, NeuronGroup
+from sb3_plasticity.neurons import Consumer, Layer, NeuronGroup, NeuronModel
 
 __all__ = [
     "reinitialize_incoming",
+    "reset_layer",
     "reset_neurons",
     "reset_optimizer_state",
+    "shrink_perturb_layer",
     "sync_twin",
     "zero_outgoing",
 ]
@@ -271,3 +274,75 @@ def reset_neurons(
     if twin:
         sync_twin(group, idx, outgoing=outgoing == "zero")
     return int(idx.numel())
+
+
+# ----------------------------------------------------------------------------------------------------
+# Whole layers
+# ----------------------------------------------------------------------------------------------------
+def _layer_params(layer: Layer) -> list[nn.Parameter]:
+    params = [p for p in (layer.module.weight, layer.module.bias) if p is not None]
+    if layer.norm is not None:
+        params += list(layer.norm.parameters())
+    return params
+
+
+def _twin_layer(model: NeuronModel, layer: Layer) -> Layer | None:
+    if layer.network.endswith("_target"):
+        return None
+    return model.layer(layer.network + "_target", layer.name)
+
+
+@th.no_grad()
+def reset_layer(
+    model: NeuronModel, layer: Layer, optimizer: bool = True, twin: bool = True, generator: th.Generator | None = None
+) -> int:
+    """Re-initialise a whole layer (and its norm) from its own init; returns the number of neurons (outputs).
+
+    :param optimizer: drop the optimizer state of the layer's parameters: the whole tensors are new, so their
+        step counts restart as well (exactly a fresh parameter).
+    :param twin: copy the new values into the target network's layer of the same name.
+    """
+    module = layer.module
+    weight, bias = layer.init.fresh(module, generator)
+    mask = getattr(module, "mask", None)
+    module.weight.copy_(weight if mask is None else weight * mask.to(weight.dtype))
+    if module.bias is not None and bias is not None:
+        module.bias.copy_(bias)
+    if layer.norm is not None and hasattr(layer.norm, "reset_parameters"):
+        layer.norm.reset_parameters()
+    if optimizer:
+        for param in _layer_params(layer):
+            for opt in model.optimizers_of(param):
+                opt.state.pop(param, None)
+    target = _twin_layer(model, layer) if twin else None
+    if target is not None:
+        for src, dst in zip(_layer_params(layer), _layer_params(target), strict=True):
+            dst.copy_(src)
+    return module.weight.shape[0]
+
+
+@th.no_grad()
+def shrink_perturb_layer(
+    model: NeuronModel,
+    layer: Layer,
+    shrink: float,
+    perturb: float,
+    twin: bool = True,
+    generator: th.Generator | None = None,
+) -> None:
+    """Shrink & Perturb (Ash & Adams 2020): ``theta <- shrink * theta + perturb * eps``, ``eps`` drawn from the
+    layer's own init. The target twin gets the same transform with the same ``eps``; optimizer state is kept.
+    Norm parameters are left alone."""
+    module = layer.module
+    eps_w, eps_b = layer.init.fresh(module, generator)
+    mask = getattr(module, "mask", None)
+    if mask is not None:
+        eps_w = eps_w * mask.to(eps_w.dtype)
+    targets = [layer.module]
+    target = _twin_layer(model, layer) if twin else None
+    if target is not None:
+        targets.append(target.module)
+    for mod in targets:
+        mod.weight.mul_(shrink).add_(eps_w.to(mod.weight.device), alpha=perturb)
+        if mod.bias is not None and eps_b is not None:
+            mod.bias.mul_(shrink).add_(eps_b.to(mod.bias.device), alpha=perturb)

@@ -172,3 +172,11 @@ def test_check_networks_names_the_bad_and_the_existing_ones():
         neurons.select(["critc"])
     assert {g.network for g in neurons.select(["critic"])} == {"critic"}
     assert all(not g.is_target for g in neurons.select(targets=False))
+
+
+def test_last_hidden_is_per_network():
+    # the shared extractor's last layer feeds hidden layers of other networks, yet is the features' last hidden
+    model = PPO("CnnPolicy", _image_env(True), n_steps=16, policy_kwargs=dict(net_arch=[16]), device="cpu")
+    neurons = discover(model)
+    assert [g.name for g in neurons.networks["features"] if g.is_last_hidden] == ["features_extractor.linear.0"]
+    assert [g.name for g in neurons.networks["policy"] if g.is_last_hidden] == ["mlp_extractor.policy_net.0"]

@@ -1,6 +1,25 @@
 """Layer 6: the methods, one file each, as SB3 callbacks."""
 
 from sb3_plasticity.methods.base import PlasticityCallback
+from sb3_plasticity.methods.cbp import CBPCallback
+from sb3_plasticity.methods.drift import PolicyProbe
+from sb3_plasticity.methods.intervention import InterventionCallback
 from sb3_plasticity.methods.monitor import PlasticityMonitorCallback
+from sb3_plasticity.methods.neuron_reset import NeuronResetCallback
+from sb3_plasticity.methods.redo import ReDoCallback
+from sb3_plasticity.methods.regrama import GraMaResetCallback
+from sb3_plasticity.methods.reset import ResetCallback
+from sb3_plasticity.methods.shrink_perturb import ShrinkPerturbCallback
 
-__all__ = ["PlasticityCallback", "PlasticityMonitorCallback"]
+__all__ = [
+    "CBPCallback",
+    "GraMaResetCallback",
+    "InterventionCallback",
+    "NeuronResetCallback",
+    "PlasticityCallback",
+    "PlasticityMonitorCallback",
+    "PolicyProbe",
+    "ReDoCallback",
+    "ResetCallback",
+    "ShrinkPerturbCallback",
+]

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
+from typing import Any, ClassVar
 
 from stable_baselines3.common.callbacks import BaseCallback
 
 from sb3_plasticity.neurons import NeuronModel, discover
 
-__all__ = ["PlasticityCallback", "check_nonnegative", "check_positive_int", "normalize_networks"]
+__all__ = [
+    "PlasticityCallback",
+    "check_fraction",
+    "check_nonnegative",
+    "check_positive_int",
+    "normalize_networks",
+]
 
 # SB3's stdout/log writers truncate keys to 36 characters and raise when two truncate alike; our per-layer
 # keys are long, so they go to TensorBoard, CSV and JSON only.
@@ -27,6 +35,19 @@ def check_nonnegative(name: str, value: object) -> float:
     return float(value)
 
 
+def check_fraction(name: str, value: object, allow_none: bool = True) -> float | None:
+    """A fraction in (0, 1]."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
+        raise ValueError(f"{name} must be in (0, 1]{' or None' if allow_none else ''}, got {value!r}")
+    return float(value)
+
+
+# Which callback changes the neurons of which network, per model and learn() call.
+_CLAIMS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def normalize_networks(networks: str | Sequence[str] | None) -> list[str] | None:
     if networks is None:
         return None
@@ -34,7 +55,7 @@ def normalize_networks(networks: str | Sequence[str] | None) -> list[str] | None
         return [networks]
     if not all(isinstance(n, str) for n in networks) or len(networks) == 0:
         raise ValueError(f"networks must be None, a network name or a non-empty list of names, got {networks!r}")
-    return list(networks)
+    return list(dict.fromkeys(networks))  # without duplicates, in the given order
 
 
 class PlasticityCallback(BaseCallback):
@@ -44,7 +65,17 @@ class PlasticityCallback(BaseCallback):
     :param networks: names of the networks to act on (``actor``, ``critic``, ``actor_target``,
         ``critic_target``, ``policy``, ``value``, ``features``); None means all of them.
     :param verbose: 0 silent, 1 prints what was discovered.
+
+    Subclasses that change weights set ``claims_neurons = True``: two such callbacks acting on the same
+    network in one ``learn()`` raise an error, since they would fight over the same neurons. Subclasses
+    with state that matters for resuming set ``state_key`` and implement :meth:`get_state` /
+    :meth:`set_state`; the state is kept in ``model.plasticity_state[state_key]``, which ``model.save``
+    pickles and ``load`` restores.
     """
+
+    claims_neurons: ClassVar[bool] = False
+    state_key: ClassVar[str | None] = None
+    trainable_only: ClassVar[bool] = False
 
     def __init__(self, networks: str | Sequence[str] | None = None, verbose: int = 0) -> None:
         super().__init__(verbose)
@@ -56,10 +87,50 @@ class PlasticityCallback(BaseCallback):
         self.neurons = discover(self.model)
         if self.networks is not None:
             self.neurons.check_networks(self.networks)
+            if self.trainable_only:
+                targets = [n for n in self.networks if n not in self.neurons.trainable_networks]
+                if targets:
+                    raise ValueError(
+                        f"networks={self.networks!r}: {targets!r} are target networks, which follow their online "
+                        f"twins; choose among {self.neurons.trainable_networks!r}"
+                    )
         self._ended = False
+        if self.claims_neurons:
+            self._claim()
         if self.verbose >= 1:
             print(f"{type(self).__name__}: {self.neurons}")
         self._setup()
+        state = getattr(self.model, "plasticity_state", {}).get(self.state_key) if self.state_key else None
+        if state is not None:
+            self.set_state(state)
+
+    def _claim(self) -> None:
+        # Keyed by the learn() call (SB3 sets start_time in _setup_learn, before the callbacks' init), so
+        # claims of an earlier learn() that ended without on_training_end do not linger.
+        per_model = _CLAIMS.setdefault(self.model, {})
+        learn_id = getattr(self.model, "start_time", None)
+        for network in self.network_names:
+            owner = per_model.get(network)
+            if owner is not None and owner[0] is not self and owner[1] == learn_id:
+                raise ValueError(
+                    f"{type(self).__name__} and {type(owner[0]).__name__} would both change the neurons of "
+                    f"network {network!r}; give them disjoint `networks`"
+                )
+            per_model[network] = (self, learn_id)
+
+    def get_state(self) -> dict[str, Any]:
+        """State to keep across ``save``/``load`` (CPU tensors and Python values)."""
+        return {}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`get_state` returned."""
+
+    def save_state(self) -> None:
+        if self.state_key is None:
+            return
+        if not isinstance(getattr(self.model, "plasticity_state", None), dict):
+            self.model.plasticity_state = {}
+        self.model.plasticity_state[self.state_key] = self.get_state()
 
     def _setup(self) -> None:
         """Subclasses build their state here; ``self.neurons`` is ready."""
@@ -67,7 +138,9 @@ class PlasticityCallback(BaseCallback):
     @property
     def network_names(self) -> list[str]:
         assert self.neurons is not None
-        return self.networks if self.networks is not None else self.neurons.network_names
+        if self.networks is not None:
+            return self.networks
+        return self.neurons.trainable_networks if self.trainable_only else self.neurons.network_names
 
     def record(self, key: str, value: float) -> None:
         """Record ``plasticity/<key>`` as a Python float (a 0-dim tensor would become a histogram)."""
@@ -86,6 +159,10 @@ class PlasticityCallback(BaseCallback):
             return
         self._ended = True
         self._finish()
+        if self.claims_neurons and self.model in _CLAIMS:
+            per_model = _CLAIMS[self.model]
+            for network in [n for n, (owner, _) in per_model.items() if owner is self]:
+                del per_model[network]
 
     def _finish(self) -> None:
         """Subclasses flush pending logs and remove hooks here."""

@@ -1,0 +1,163 @@
+"""Wall-time overhead of :class:`sb3_plasticity.PlasticityMonitorCallback` on SB3 off-policy training.
+
+What it measures: the ratio ``time(model.learn with the monitor) / time(model.learn without it)`` for
+TD3 (or SAC) on a Gymnasium env (default ``HalfCheetah-v5``), with the monitor at its default
+``log_freq`` (read from the callback's signature, 1000 env steps at the time of writing).
+
+How: everything runs in one process. After one untimed warm-up pair (imports, MuJoCo and torch lazy
+initialisation), the script runs ``--pairs`` alternating pairs ``plain, monitor, plain, monitor, ...`` so
+that machine drift (thermal state, other processes such as a test run) affects both variants equally.
+Each run builds a fresh model with ``verbose=0`` and ``tensorboard_log=<temp dir>`` for BOTH variants, so
+TensorBoard's own logging cost is in both; both runs of a pair use the same seed (``--seed + pair``).
+Only ``model.learn(...)`` is timed, with ``time.perf_counter()``. The script reports the per-pair times
+and ratios, the ratio of the medians and the ratio of the sums, and optionally writes them as JSON.
+
+``torch.set_num_threads(1)`` is set at start: on a small machine (the reference run used 2 CPU cores)
+torch's intra-op thread pool competes with the env and with other processes, which adds noise; one
+thread gives steadier timings. Pass ``--threads 0`` to keep torch's default.
+
+Reproduce (from the repository root)::
+
+    python benchmarks/bench_monitor.py --pairs 3 --timesteps 6000 \
+        --output benchmarks/results/monitor_td3_halfcheetah.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from typing import Any
+
+import stable_baselines3
+import torch
+from stable_baselines3 import SAC, TD3
+from stable_baselines3.common.base_class import BaseAlgorithm
+
+from sb3_plasticity import PlasticityMonitorCallback
+
+ALGOS: dict[str, type[BaseAlgorithm]] = {"td3": TD3, "sac": SAC}
+
+
+def default_log_freq() -> int:
+    """The callback's default ``log_freq``, read from its signature."""
+    return int(inspect.signature(PlasticityMonitorCallback.__init__).parameters["log_freq"].default)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line options."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--algo", choices=sorted(ALGOS), default="td3")
+    p.add_argument("--env", default="HalfCheetah-v5")
+    p.add_argument("--timesteps", type=int, default=6000, help="env steps per timed run")
+    p.add_argument("--learning-starts", type=int, default=1000)
+    p.add_argument("--pairs", type=int, default=3, help="alternating (plain, monitor) pairs")
+    p.add_argument("--log-freq", type=int, default=default_log_freq(), help="monitor log_freq (default: the callback's)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (0: keep torch's default)")
+    p.add_argument(
+        "--warmup-timesteps", type=int, default=None, help="untimed warm-up pair (default learning-starts+500; 0: none)"
+    )
+    p.add_argument("--output", default=None, help="optional JSON path for the results")
+    args = p.parse_args(argv)
+    if args.warmup_timesteps is None:
+        args.warmup_timesteps = args.learning_starts + 500
+    return args
+
+
+def timed_run(args: argparse.Namespace, monitor: bool, seed: int, timesteps: int) -> tuple[float, int]:
+    """Build a fresh model, time ``model.learn``; return (seconds, measurements logged by the monitor)."""
+    with tempfile.TemporaryDirectory(prefix="bench_monitor_") as tb_dir:
+        model = ALGOS[args.algo](
+            "MlpPolicy",
+            args.env,
+            learning_starts=args.learning_starts,
+            seed=seed,
+            device=args.device,
+            tensorboard_log=tb_dir,
+            verbose=0,
+        )
+        callback = PlasticityMonitorCallback(log_freq=args.log_freq) if monitor else None
+        start = time.perf_counter()
+        model.learn(total_timesteps=timesteps, callback=callback)
+        elapsed = time.perf_counter() - start
+        model.get_env().close()
+    return elapsed, callback.n_logged if callback is not None else 0
+
+
+def machine_info() -> dict[str, Any]:
+    """Versions and hardware facts stored with the results."""
+    return {
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "stable_baselines3": stable_baselines3.__version__,
+    }
+
+
+def print_table(pairs: list[dict[str, float]]) -> None:
+    """Per-pair times and ratios."""
+    print(f"{'pair':>4}  {'plain [s]':>10}  {'monitor [s]':>11}  {'ratio':>7}  {'logged':>6}")
+    for i, r in enumerate(pairs):
+        print(f"{i:>4}  {r['plain_s']:>10.2f}  {r['monitor_s']:>11.2f}  {r['ratio']:>7.3f}  {r['n_logged']:>6d}")
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Run the benchmark, print the table, optionally write JSON; return the results."""
+    args = parse_args(argv)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    info = machine_info()
+    print(
+        f"{args.algo.upper()} on {args.env}: {args.pairs} pairs x {args.timesteps} steps, learning_starts="
+        f"{args.learning_starts}, monitor log_freq={args.log_freq}, device={args.device}, "
+        f"cpu_count={info['cpu_count']}, torch threads={info['torch_threads']}",
+        flush=True,
+    )
+    if args.warmup_timesteps > 0:
+        for monitor in (False, True):
+            t, _ = timed_run(args, monitor, args.seed, args.warmup_timesteps)
+            print(f"warm-up {'monitor' if monitor else 'plain'}: {t:.2f} s (not counted)", flush=True)
+
+    pairs: list[dict[str, Any]] = []
+    for i in range(args.pairs):
+        plain_s, _ = timed_run(args, False, args.seed + i, args.timesteps)
+        monitor_s, n_logged = timed_run(args, True, args.seed + i, args.timesteps)
+        pairs.append({"plain_s": plain_s, "monitor_s": monitor_s, "ratio": monitor_s / plain_s, "n_logged": n_logged})
+        print(f"pair {i}: plain {plain_s:.2f} s, monitor {monitor_s:.2f} s, ratio {monitor_s / plain_s:.3f}", flush=True)
+
+    plain = [r["plain_s"] for r in pairs]
+    mon = [r["monitor_s"] for r in pairs]
+    summary = {
+        "median_plain_s": statistics.median(plain),
+        "median_monitor_s": statistics.median(mon),
+        "ratio_of_medians": statistics.median(mon) / statistics.median(plain),
+        "ratio_of_sums": sum(mon) / sum(plain),
+        "pair_ratios": [r["ratio"] for r in pairs],
+    }
+    print()
+    print_table(pairs)
+    print(f"median: plain {summary['median_plain_s']:.2f} s, monitor {summary['median_monitor_s']:.2f} s")
+    print(f"overhead ratio (sum monitor / sum plain): {summary['ratio_of_sums']:.3f}")
+    print(f"overhead ratio (median monitor / median plain): {summary['ratio_of_medians']:.3f}")
+
+    results = {"config": vars(args), "machine": info, "pairs": pairs, "summary": summary}
+    if args.output:
+        os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+        with open(args.output, "w") as f:
+            json.dump(results, f, indent=2)
+        print(f"wrote {args.output}")
+    return results
+
+
+if __name__ == "__main__":
+    main()

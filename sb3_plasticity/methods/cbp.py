@@ -1,0 +1,270 @@
+"""Continual backpropagation, CBP (Dohare et al., Nature 2024, "Loss of plasticity in deep continual learning")."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch as th
+
+from sb3_plasticity.capture import Capture
+from sb3_plasticity.methods.base import check_positive_int
+from sb3_plasticity.methods.intervention import InterventionCallback
+from sb3_plasticity.metrics import activity
+from sb3_plasticity.neurons import NeuronGroup
+from sb3_plasticity.surgery import reset_neurons
+
+__all__ = ["CBPCallback", "CBPLayerState"]
+
+
+@dataclass
+class CBPLayerState:
+    """Per-neuron CBP statistics of one hidden layer.
+
+    :param utility: running average of the contribution utility ``|h_i| * sum_k |w_ki|``.
+    :param mean_activation: running average of ``h_i`` (for the next-layer bias compensation).
+    :param age: updates since the neuron was (re)initialised.
+    :param pending: fractional number of replacements carried over (accumulated replacement).
+    """
+
+    utility: th.Tensor
+    mean_activation: th.Tensor
+    age: th.Tensor
+    pending: float = 0.0
+
+    @classmethod
+    def zeros(cls, n: int, device: th.device) -> CBPLayerState:
+        return cls(th.zeros(n, device=device), th.zeros(n, device=device), th.zeros(n, dtype=th.long, device=device))
+
+    def update(self, contribution: th.Tensor, activation_mean: th.Tensor, decay: float) -> None:
+        """One update: age += 1 and the running averages move towards this batch's values."""
+        self.age += 1
+        self.utility.mul_(decay).add_(contribution, alpha=1 - decay)
+        self.mean_activation.mul_(decay).add_(activation_mean, alpha=1 - decay)
+
+    def corrected(self, x: th.Tensor, decay: float) -> th.Tensor:
+        """Bias-corrected running average (Adam-style ``/ (1 - decay^age)``)."""
+        if decay == 0:
+            return x
+        return x / (1 - decay ** self.age.clamp_min(1).to(x.dtype))
+
+    def to_replace(self, replacement_rate: float, maturity_threshold: int, decay: float) -> th.Tensor:
+        """Indices of the neurons to replace now: ``replacement_rate * (# mature)`` per update, fractional counts
+        accumulated, taken among the mature neurons (``age > maturity_threshold``) with the lowest utility."""
+        eligible = (self.age > maturity_threshold).nonzero().flatten()
+        self.pending += replacement_rate * eligible.numel()
+        k = min(math.floor(self.pending), eligible.numel())
+        if k <= 0:
+            return eligible[:0]
+        self.pending -= k
+        utility = self.corrected(self.utility, decay)[eligible]
+        return eligible[th.argsort(utility, stable=True)[:k]]
+
+    def forget(self, idx: th.Tensor) -> None:
+        self.utility[idx] = 0
+        self.mean_activation[idx] = 0
+        self.age[idx] = 0
+
+
+class CBPCallback(InterventionCallback):
+    """Continual backpropagation (Dohare et al. 2024; GnT): after every optimizer update of a network, for each
+    of its hidden layers,
+
+    1. update each neuron's running contribution utility ``u_i <- eta u_i + (1 - eta) E|h_i| sum_k |w_ki|``
+       (``w_ki`` its outgoing weights, ``E`` over the update's batch) and its running mean activation;
+    2. add ``replacement_rate x (# mature neurons)`` to a fractional counter (mature: ``age >
+       maturity_threshold`` updates); replace ``floor(counter)`` of them, the lowest bias-corrected utility
+       first, and keep the remainder;
+    3. replacing a neuron: add its mean contribution ``w_ki * f_i`` to the next layer's bias (so the function
+       barely moves), re-initialise its incoming weights from the layer's own init, zero its outgoing weights,
+       give those entries fresh optimizer state and update the target twin (see :mod:`sb3_plasticity.surgery`);
+       its utility, mean activation and age restart at 0.
+
+    The activations are those of the update's own training pass (critic loss, actor loss, each PPO minibatch).
+    Replacements are logged every ``log_freq`` env steps (counts since the last log); the dormant ratios and
+    output drift are measured around the first replacement of each log window (measuring every replacement
+    would cost a probe forward per update).
+
+    :param replacement_rate: fraction of mature neurons replaced per update (default 1e-4, Dohare et al.).
+    :param maturity_threshold: updates before a neuron can be replaced (default 100, Dohare et al.).
+    :param decay_rate: ``eta`` of the running averages (default 0.99, Dohare et al.).
+    :param networks: trainable networks (default: all).
+    :param log_freq: env steps between logs (default 1000).
+    :param dormant_tau: threshold of the logged dormant ratios (default 0.1).
+    :param probe_batch_size: observations of the fixed probe batch (default 256).
+    :param verbose: 0 or 1.
+    """
+
+    method = "cbp"
+    state_key = "cbp"
+
+    def __init__(
+        self,
+        replacement_rate: float = 1e-4,
+        maturity_threshold: int = 100,
+        decay_rate: float = 0.99,
+        networks: str | Sequence[str] | None = None,
+        log_freq: int = 1000,
+        dormant_tau: float = 0.1,
+        probe_batch_size: int = 256,
+        verbose: int = 0,
+    ) -> None:
+        super().__init__(log_freq, networks, dormant_tau, probe_batch_size, verbose, freq_name="log_freq")
+        if (
+            isinstance(replacement_rate, bool)
+            or not isinstance(replacement_rate, (int, float))
+            or not 0 <= replacement_rate <= 1
+        ):
+            raise ValueError(f"replacement_rate must be in [0, 1], got {replacement_rate!r}")
+        if isinstance(maturity_threshold, bool) or not isinstance(maturity_threshold, int) or maturity_threshold < 0:
+            raise ValueError(f"maturity_threshold must be an integer >= 0 (updates), got {maturity_threshold!r}")
+        if isinstance(decay_rate, bool) or not isinstance(decay_rate, (int, float)) or not 0 <= decay_rate < 1:
+            raise ValueError(f"decay_rate must be in [0, 1), got {decay_rate!r}")
+        self.replacement_rate = float(replacement_rate)
+        self.maturity_threshold = maturity_threshold
+        self.decay_rate = float(decay_rate)
+        self.log_freq = check_positive_int("log_freq", log_freq)
+        self.states: dict[str, CBPLayerState] = {}
+        self.capture: Capture | None = None
+        self._step_handles: list = []
+        self._updated_by: dict[int, list[NeuronGroup]] = {}
+        self._window: dict[tuple[str, str], int] = {}
+        self._measured_window = False
+
+    # -- wiring ------------------------------------------------------------------------------------------
+    def _setup(self) -> None:
+        super()._setup()
+        self._remove_step_hooks()
+        groups = self.neurons.select(self.network_names, targets=False)
+        device = self.model.device
+        for g in groups:
+            if g.key not in self.states or self.states[g.key].utility.numel() != g.n_neurons:
+                self.states[g.key] = CBPLayerState.zeros(g.n_neurons, device)
+        # Kept armed for the whole run: each group records the first training forward after each update.
+        self.capture = Capture(self.neurons, groups, gradients=False)
+        self.capture.arm()
+        # the groups whose incoming weights each optimizer updates
+        self._updated_by: dict[int, list[NeuronGroup]] = {}
+        for g in groups:
+            for opt in self.neurons.optimizers_of(g.producer.weight):
+                self._updated_by.setdefault(id(opt), []).append(g)
+        optimizers = {id(o): o for g in groups for o in self.neurons.optimizers_of(g.producer.weight)}
+        self._step_handles = [opt.register_step_post_hook(self._after_update) for opt in optimizers.values()]
+
+    def _remove_step_hooks(self) -> None:
+        for handle in self._step_handles:
+            handle.remove()
+        self._step_handles = []
+
+    def _finish(self) -> None:
+        self._remove_step_hooks()
+        if self.capture is not None:
+            self.capture.disarm()
+        self.save_state()
+
+    def _on_step(self) -> bool:
+        if self.num_timesteps >= self._next_event:
+            self._next_event = (self.num_timesteps // self.freq + 1) * self.freq
+            self.log_counts(self._window)
+            self.dump()
+            self.save_state()
+            self._window = {}
+            self._measured_window = False
+        return True
+
+    # -- the method --------------------------------------------------------------------------------------
+    def _after_update(self, optimizer: th.optim.Optimizer, args, kwargs) -> None:
+        """Optimizer post-step hook: steps 1-3 for the groups this optimizer updates."""
+        records = self.capture.records
+        done = [g for g in self._updated_by.get(id(optimizer), []) if g in records and records[g].activation is not None]
+        replace: dict[NeuronGroup, th.Tensor] = {}
+        for group in done:
+            h = self.capture.records.pop(group).activation
+            state = self.states[group.key]
+            state.update(activity(h) * _outgoing_magnitude(group), _mean_per_neuron(h), self.decay_rate)
+            idx = state.to_replace(self.replacement_rate, self.maturity_threshold, self.decay_rate)
+            if idx.numel() > 0:
+                replace[group] = idx
+        if replace:
+            self._replace(replace)
+
+    def _replace(self, replace: dict[NeuronGroup, th.Tensor]) -> None:
+        measure = not self._measured_window and self.ensure_probe() is not None
+        if measure:
+            self._measured_window = True
+            before_out = self.probe.output()
+            before = self.probe_dormant_ratios()
+        for group, idx in replace.items():
+            state = self.states[group.key]
+            _compensate_next_bias(group, idx, state.corrected(state.mean_activation, self.decay_rate)[idx])
+            n = reset_neurons(group, idx, outgoing="zero")
+            state.forget(idx)
+            key = (group.network, group.name)
+            self._window[key] = self._window.get(key, 0) + n
+        if measure:
+            for network, ratio in before.items():
+                self.record(f"{self.method}/{network}/dormant_ratio_before", ratio)
+            for network, ratio in self.probe_dormant_ratios().items():
+                self.record(f"{self.method}/{network}/dormant_ratio_after", ratio)
+            self.record(f"{self.method}/{self.probe.name}", self.probe.drift(before_out, self.probe.output()))
+
+    # -- resuming ----------------------------------------------------------------------------------------
+    def get_state(self) -> dict[str, Any]:
+        state = super().get_state()
+        state["layers"] = {
+            key: {
+                "utility": s.utility.detach().cpu(),
+                "mean_activation": s.mean_activation.detach().cpu(),
+                "age": s.age.detach().cpu(),
+                "pending": s.pending,
+            }
+            for key, s in self.states.items()
+        }
+        return state
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        super().set_state(state)
+        device = self.model.device
+        for key, s in state.get("layers", {}).items():
+            if key in self.states and self.states[key].utility.numel() == s["utility"].numel():
+                self.states[key] = CBPLayerState(
+                    s["utility"].to(device), s["mean_activation"].to(device), s["age"].to(device), float(s["pending"])
+                )
+
+
+def _outgoing_magnitude(group: NeuronGroup) -> th.Tensor:
+    """``mean_k |w_ki|`` over every consumer weight reading neuron i (as in Dohare et al.'s GnT), ``(neurons,)``."""
+    total = th.zeros(group.n_neurons, device=group.producer.weight.device)
+    idx = th.arange(group.n_neurons, device=total.device)
+    n_out = 0
+    for c in group.consumers:
+        w = c.module.weight.detach().abs()
+        cols = c.input_index(idx).reshape(group.n_neurons, -1)  # (neurons, block)
+        per_col = w.reshape(w.shape[0], w.shape[1], -1).sum(dim=(0, 2))  # (in_features or in_channels,)
+        total += per_col[cols].sum(dim=1)
+        n_out += w[:, :1].numel() * cols.shape[1]
+    return total / max(n_out, 1)
+
+
+def _mean_per_neuron(h: th.Tensor) -> th.Tensor:
+    return h.detach().transpose(0, 1).reshape(h.shape[1], -1).mean(dim=1)
+
+
+@th.no_grad()
+def _compensate_next_bias(group: NeuronGroup, idx: th.Tensor, mean_activation: th.Tensor) -> None:
+    """Move the replaced neurons' mean contribution ``sum_i w_ki f_i`` into each consumer's bias (and its twin's)."""
+    twin_consumers = {c.name: c for c in group.twin.consumers} if group.twin is not None else {}
+    for c in group.consumers:
+        if c.module.bias is None:
+            continue
+        w = c.module.weight
+        cols = c.input_index(idx).reshape(idx.numel(), -1)  # (replaced, block)
+        f = mean_activation.to(w.dtype)[:, None].expand_as(cols).reshape(-1)
+        sel = w[:, cols.reshape(-1)]
+        delta = (sel.reshape(w.shape[0], cols.numel(), -1).sum(dim=2) * f).sum(dim=1)
+        c.module.bias += delta
+        twin = twin_consumers.get(c.name)
+        if twin is not None and twin.module.bias is not None:
+            twin.module.bias += delta.to(twin.module.bias.device)

@@ -1,0 +1,57 @@
+"""ReDo: recycling dormant neurons (Sokar et al., ICML 2023)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch as th
+
+from sb3_plasticity.capture import GroupRecord
+from sb3_plasticity.methods.neuron_reset import NeuronResetCallback
+from sb3_plasticity.metrics import activity, normalized_scores
+from sb3_plasticity.neurons import NeuronGroup
+
+__all__ = ["ReDoCallback"]
+
+
+class ReDoCallback(NeuronResetCallback):
+    """ReDo (Sokar et al. 2023; the baseline of all three papers of this project).
+
+    Every ``reset_freq`` env steps:
+
+    1. take the next training batch of the algorithm (its own training pass, see :mod:`sb3_plasticity.capture`);
+    2. score every hidden neuron ``s_i = E|h_i| / mean_k E|h_k|`` (tau-dormant score, GraMa Eq. 1);
+    3. re-initialise the neurons with ``s_i <= tau``: incoming weights from the layer's own init, outgoing
+       weights zeroed, their optimizer state fresh, target twins updated.
+
+    Output layers are never reset. Logs are described in :class:`NeuronResetCallback` (ratio:
+    ``dormant_ratio``).
+
+    :param reset_freq: env steps between resets (default 1000, GraMa App. A; ReDo's 1000 gradient steps
+        with SB3's default ``train_freq=1, gradient_steps=1``).
+    :param tau: dormancy threshold (default 0.1, ReDo's MLP value; GraMa App. A.1 uses 0.02 for BRO-net).
+    :param networks: trainable networks to act on (default: all).
+    :param max_reset_fraction: cap per layer and event, lowest scores first (default: none).
+    :param outgoing: ``"zero"`` (default, ReDo) or ``"keep"``.
+    :param probe_batch_size: observations of the fixed output-drift probe (default 256).
+    :param verbose: 0 or 1.
+    """
+
+    method = "redo"
+    ratio = "dormant_ratio"
+    needs_gradients = False
+
+    def __init__(
+        self,
+        reset_freq: int = 1000,
+        tau: float = 0.1,
+        networks: str | Sequence[str] | None = None,
+        max_reset_fraction: float | None = None,
+        outgoing: str = "zero",
+        probe_batch_size: int = 256,
+        verbose: int = 0,
+    ) -> None:
+        super().__init__(reset_freq, tau, networks, max_reset_fraction, outgoing, probe_batch_size, verbose)
+
+    def score(self, group: NeuronGroup, record: GroupRecord) -> th.Tensor:
+        return normalized_scores(activity(record.activation), group.alive())

@@ -1,0 +1,41 @@
+"""The main job (``python -m sb3_plasticity``): a short TD3 run that writes plasticity logs to TensorBoard."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from helpers import event_files, read_scalars
+
+from sb3_plasticity.demo import main
+
+
+def test_main_writes_plasticity_logs(tmp_path, capsys):
+    run_dir = main(["--timesteps", "600", "--log-freq", "100", "--tensorboard-log", str(tmp_path), "--no-progress-bar"])
+    run_dir = Path(run_dir)
+    assert run_dir.is_dir() and run_dir.parent == tmp_path.resolve()
+    assert event_files(run_dir)
+    scalars = read_scalars(run_dir)
+    steps = [s for s, _ in scalars["plasticity/critic/dormant_ratio"]]
+    # The job's TD3 starts learning after 500 steps: measurements at its first training pass and at 600.
+    assert len(steps) >= 2 and min(steps) > 500 and max(steps) <= 600
+    assert all(0.0 <= v <= 1.0 for _, v in scalars["plasticity/critic/dormant_ratio"])
+    assert "plasticity/actor/grad_norm" in scalars
+    out = capsys.readouterr().out
+    assert f"tensorboard --logdir {os.path.abspath(tmp_path)}" in out
+    assert str(run_dir) in out
+
+
+def test_module_help():
+    result = subprocess.run(
+        [sys.executable, "-m", "sb3_plasticity", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "--timesteps" in result.stdout and "--log-freq" in result.stdout
