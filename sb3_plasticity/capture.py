@@ -3,15 +3,18 @@
 A :class:`Capture` is *armed* by a method when it needs data. While armed, forward hooks on each group's
 output module record the first neuron output ``h`` that takes part in a gradient computation (SB3 runs
 rollouts, ``predict`` and evaluation under ``th.no_grad()``, so those forwards are not counted), and a
-tensor hook on the producer's output of that same forward records ``dL/dz``, the gradient of the
-training loss w.r.t. the neuron's pre-activation.
+tensor hook on the activation's input in that same forward records ``dL/dz``, the gradient of the
+training loss w.r.t. the neuron's pre-activation ``z`` (the norm's output if the group has a norm, else
+the producer's output).
 
 Why ``dL/dz`` for GraMa (paper Eq. 2 writes ``grad_h L``): the proof of the paper's Theorem 1 takes the
 gradient through the activation's derivative, and the official code scores ``|dL/dW|`` of the incoming
 weights, which is ``dL/dz`` times the inputs. Both are the signal that reaches the neuron's own
 parameters: zero exactly for a dead ReLU neuron. The gradient after the activation is not: it is
-``W_out^T delta`` whatever the neuron's state. ``z`` is the producer's output (before any norm), so with
-LayerNorm a neuron still counts as learning when gradient reaches it through the norm's statistics. When the
+``W_out^T delta`` whatever the neuron's state. With a norm, ``z`` is the norm's output (the activation's
+input, as in the theorem; the official code's LayerNorm score ``|dL/dgamma_i|`` is taken there too): before
+the norm, LayerNorm's statistics would leak every other neuron's gradient into a neuron whose own output
+no longer affects the loss. When the
 optimizer owning a network is about to step, the network's parameter gradients are read (in PPO/A2C
 after SB3's gradient clipping). Once every group has what it needs the capture is *complete*; the method
 reads :attr:`Capture.records` and calls :meth:`Capture.disarm`, which removes every hook, so nothing
@@ -48,8 +51,8 @@ class GroupRecord:
 
     :param activation: neuron outputs ``h`` (after norm and activation), shape ``(batch, neurons, *spatial)``,
         detached.
-    :param grad: ``dL/dz``, the loss gradient at the producer's output (pre-activation), same shape, or None
-        when no gradient reached it.
+    :param grad: ``dL/dz``, the loss gradient at the activation's input (the norm's output, else the producer's
+        output), same shape, or None when no gradient reached it.
     """
 
     activation: th.Tensor | None = None
@@ -132,7 +135,8 @@ class Capture:
         self.network_gradients = {}
         for group in self.groups:
             if self._needs_grad(group):
-                self._handles.append(group.producer.register_forward_hook(self._producer_hook(group)))
+                source = group.norm if group.norm is not None else group.producer
+                self._handles.append(source.register_forward_hook(self._producer_hook(group)))
             self._handles.append(group.output.register_forward_hook(self._output_hook(group)))
         if self.gradients:
             optimizers = {id(o): o for g in self.groups if not g.is_target for o in g.optimizers}

@@ -136,10 +136,15 @@ def activation_norm(h: th.Tensor) -> float:
 def effective_rank(features: th.Tensor) -> float:
     """Effective rank ``exp(entropy of normalised singular values)`` of a ``(batch, features)`` matrix.
 
-    Extra dimensions are flattened into the feature axis. 0 for an all-zero matrix.
+    Extra dimensions are flattened into the feature axis. 0 for an all-zero matrix. Computed in float32;
+    singular values below ``sigma_max * max(shape) * eps`` (numerical rank tolerance) are left out.
     """
-    f = features.reshape(features.shape[0], -1).double()
+    f = features.reshape(features.shape[0], -1).float()
     sigma = th.linalg.svdvals(f)
+    if sigma.numel() == 0 or sigma.max() <= 0:
+        return 0.0
+    # singular values below the numerical-rank tolerance are float32 round-off, not directions
+    sigma = sigma[sigma > sigma.max() * max(f.shape) * th.finfo(f.dtype).eps]
     total = sigma.sum()
     if total <= 0:
         return 0.0
@@ -181,8 +186,12 @@ def layer_metrics(
     tau: float,
     grama_tau: float,
     rank_samples: int | None = 256,
+    rank: bool = True,
 ) -> LayerMetrics:
-    """All metrics of one layer, as values (``.values``) and as counts for pooling across layers."""
+    """All metrics of one layer, as values (``.values``) and as counts for pooling across layers.
+
+    :param rank: compute the effective rank (an SVD, the costliest metric) for this layer.
+    """
     n = producer.weight.shape[0]
     if alive is not None:
         alive = alive.to(activation.device if activation is not None else producer.weight.device)
@@ -203,7 +212,7 @@ def layer_metrics(
             active_ratio_per_sample=per_sample,
             activation_norm=m.activation_abs_sum / max(m.activation_count, 1),
         )
-        if isinstance(producer, nn.Linear):
+        if rank and isinstance(producer, nn.Linear):
             feats = activation if rank_samples is None else activation[:rank_samples]
             if alive is not None:
                 feats = feats[:, alive]

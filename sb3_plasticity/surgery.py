@@ -28,6 +28,11 @@ parameter's first update ``lr * g / (|g| + eps)``. Other entries are untouched. 
 still 0 (incoming weights of a neuron whose outgoing weights were just zeroed) keep zero moments and do
 not move until their first non-zero gradient. RMSprop and SGD-momentum need no such correction: their
 state starts at zero for a fresh parameter too.
+
+PyTorch forbids adding or removing an optimizer's step hooks while that optimizer runs them, so surgery
+done *inside* an optimizer pre-step hook (ReGraMa resets between backward and step) must call
+:func:`hold_fresh_steps` beforehand, and a hook with nothing pending is removed only by
+:func:`release_fresh_steps`, called from callback context (it costs one Python call per step until then).
 """
 
 from __future__ import annotations
@@ -41,7 +46,9 @@ from torch import nn
 from sb3_plasticity.neurons import Consumer, Layer, NeuronGroup, NeuronModel
 
 __all__ = [
+    "hold_fresh_steps",
     "reinitialize_incoming",
+    "release_fresh_steps",
     "reset_layer",
     "reset_neurons",
     "reset_optimizer_state",
@@ -118,8 +125,14 @@ _ADAM_TYPES = (th.optim.Adam, th.optim.AdamW)
 class _FreshStepHook:
     """Per-optimizer pre-step hook giving pending Adam entries a fresh parameter's first update."""
 
+    # entries still without gradient this many steps after the last reset are left with zero moments (a neuron
+    # dead again after its reset): no per-step cost for ever
+    max_wait = 1000
+
     def __init__(self, optimizer: th.optim.Optimizer) -> None:
         self.pending: dict[nn.Parameter, th.Tensor] = {}
+        self.holds = 0
+        self.waited = 0
         self.handle = optimizer.register_step_pre_hook(self)
 
     def add(self, param: nn.Parameter, selector: tuple) -> None:
@@ -128,6 +141,7 @@ class _FreshStepHook:
             mask = th.zeros_like(param, dtype=th.bool)
             self.pending[param] = mask
         mask[selector] = True
+        self.waited = 0
 
     @staticmethod
     def _group_of(optimizer: th.optim.Optimizer, param: nn.Parameter) -> dict:
@@ -138,6 +152,12 @@ class _FreshStepHook:
 
     @th.no_grad()
     def __call__(self, optimizer: th.optim.Optimizer, args, kwargs) -> None:
+        if not self.pending:
+            return
+        self.waited += 1
+        if self.waited > self.max_wait:
+            self.pending.clear()
+            return
         for param in list(self.pending):
             mask = self.pending[param]
             state = optimizer.state.get(param)
@@ -167,9 +187,6 @@ class _FreshStepHook:
             mask &= ~ready
             if not bool(mask.any()):
                 del self.pending[param]
-        if not self.pending:
-            self.handle.remove()
-            _FRESH_HOOKS.pop(optimizer, None)
 
 
 _FRESH_HOOKS: weakref.WeakKeyDictionary[th.optim.Optimizer, _FreshStepHook] = weakref.WeakKeyDictionary()
@@ -181,6 +198,29 @@ def _fresh_hook(optimizer: th.optim.Optimizer) -> _FreshStepHook:
         hook = _FreshStepHook(optimizer)
         _FRESH_HOOKS[optimizer] = hook
     return hook
+
+
+def hold_fresh_steps(optimizers: Sequence[th.optim.Optimizer]) -> None:
+    """Register the fresh-step hooks now (outside ``step()``) and keep them until :func:`release_fresh_steps`."""
+    for opt in optimizers:
+        _fresh_hook(opt).holds += 1
+
+
+def release_fresh_steps(optimizers: Sequence[th.optim.Optimizer] | None = None, hold: bool = False) -> None:
+    """Remove the fresh-step hooks that are neither held nor pending (call outside ``step()``).
+
+    :param optimizers: the optimizers to look at (default: all).
+    :param hold: also drop one hold taken by :func:`hold_fresh_steps` on each of ``optimizers``.
+    """
+    for opt in list(_FRESH_HOOKS.keys()) if optimizers is None else optimizers:
+        hook = _FRESH_HOOKS.get(opt)
+        if hook is None:
+            continue
+        if hold:
+            hook.holds = max(hook.holds - 1, 0)
+        if not hook.pending and hook.holds == 0:
+            hook.handle.remove()
+            del _FRESH_HOOKS[opt]
 
 
 @th.no_grad()
@@ -252,6 +292,7 @@ def reset_neurons(
     twin: bool = True,
     fresh_step: bool = True,
     generator: th.Generator | None = None,
+    zero_grad: bool = False,
 ) -> int:
     """Re-initialise ``neurons`` of ``group`` the ReDo way; returns how many were reset.
 
@@ -260,6 +301,8 @@ def reset_neurons(
     :param twin: apply the same change to the target network's twin group.
     :param fresh_step: see :func:`reset_optimizer_state`.
     :param generator: random generator for the fresh weights (default: torch's global RNG).
+    :param zero_grad: also zero the current ``.grad`` of the touched entries, for a reset between backward and
+        the optimizer step: that step then leaves them where the reset put them (official GraMa code).
     """
     if outgoing not in ("zero", "keep"):
         raise ValueError(f"outgoing must be 'zero' or 'keep', got {outgoing!r}")
@@ -269,6 +312,12 @@ def reset_neurons(
     reinitialize_incoming(group, idx, generator)
     if outgoing == "zero":
         zero_outgoing(group, idx)
+    if zero_grad:
+        entries = _incoming_entries(group, idx) + (_outgoing_entries(group, idx) if outgoing == "zero" else [])
+        with th.no_grad():
+            for param, selector in entries:
+                if param.grad is not None:
+                    param.grad[selector] = 0
     if optimizer:
         reset_optimizer_state(group, idx, incoming=True, outgoing=outgoing == "zero", fresh_step=fresh_step)
     if twin:

@@ -4,6 +4,7 @@ from sb3_plasticity.methods.base import PlasticityCallback
 from sb3_plasticity.methods.cbp import CBPCallback
 from sb3_plasticity.methods.drift import PolicyProbe
 from sb3_plasticity.methods.intervention import InterventionCallback
+from sb3_plasticity.methods.learning_rates import NetworkLearningRateCallback
 from sb3_plasticity.methods.monitor import PlasticityMonitorCallback
 from sb3_plasticity.methods.neuron_reset import NeuronResetCallback
 from sb3_plasticity.methods.redo import ReDoCallback
@@ -15,6 +16,7 @@ __all__ = [
     "CBPCallback",
     "GraMaResetCallback",
     "InterventionCallback",
+    "NetworkLearningRateCallback",
     "NeuronResetCallback",
     "PlasticityCallback",
     "PlasticityMonitorCallback",

@@ -14,7 +14,7 @@ from sb3_plasticity.methods.base import check_positive_int
 from sb3_plasticity.methods.intervention import InterventionCallback
 from sb3_plasticity.metrics import activity
 from sb3_plasticity.neurons import NeuronGroup
-from sb3_plasticity.surgery import reset_neurons
+from sb3_plasticity.surgery import release_fresh_steps, reset_neurons
 
 __all__ = ["CBPCallback", "CBPLayerState"]
 
@@ -98,7 +98,6 @@ class CBPCallback(InterventionCallback):
     """
 
     method = "cbp"
-    state_key = "cbp"
 
     def __init__(
         self,
@@ -162,17 +161,23 @@ class CBPCallback(InterventionCallback):
         self._remove_step_hooks()
         if self.capture is not None:
             self.capture.disarm()
+        if self._window:
+            self._log_window()
         self.save_state()
+        release_fresh_steps()
 
     def _on_step(self) -> bool:
         if self.num_timesteps >= self._next_event:
             self._next_event = (self.num_timesteps // self.freq + 1) * self.freq
-            self.log_counts(self._window)
-            self.dump()
-            self.save_state()
-            self._window = {}
-            self._measured_window = False
+            self._log_window()
         return True
+
+    def _log_window(self) -> None:
+        self.log_counts(self._window)
+        self.dump()
+        self.save_state()
+        self._window = {}
+        self._measured_window = False
 
     # -- the method --------------------------------------------------------------------------------------
     def _after_update(self, optimizer: th.optim.Optimizer, args, kwargs) -> None:

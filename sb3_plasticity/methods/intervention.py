@@ -40,6 +40,11 @@ class InterventionCallback(PlasticityCallback):
     claims_neurons = True
     trainable_only = True
 
+    @property
+    def state_key(self) -> str:  # type: ignore[override]
+        """Counters and the probe batch are kept in ``model.plasticity_state[<method>]``."""
+        return self.method
+
     def __init__(
         self,
         freq: int,

@@ -28,7 +28,8 @@ class PlasticityMonitorCallback(PlasticityCallback):
     online networks), ``weight_norm`` (L2 of all the network's parameters; per layer, of the producer
     weight), ``grad_norm`` (L2 of the parameter gradients of the recorded update, after SB3's clipping for
     PPO/A2C; online networks), ``activation_norm`` (mean |h|) and ``effective_rank`` (of the last hidden
-    layer's features; per layer for every Linear layer). These keys are excluded from SB3's stdout table.
+    layer's features; per layer for every Linear layer of the online networks and the last hidden layers of
+    target networks). These keys are excluded from SB3's stdout table.
 
     :param log_freq: env steps between measurements (default 1000).
     :param tau: threshold of the tau-dormant ratio (default 0.1, ReDo's MLP value; GraMa App. A uses 0.02
@@ -109,7 +110,11 @@ class PlasticityMonitorCallback(PlasticityCallback):
         grads = capture.network_gradients.get(network)
         for g in groups:
             rec = capture.records[g]
-            m = layer_metrics(g.producer, rec.activation, rec.grad, g.alive(), self.tau, self.grama_tau, self.rank_samples)
+            # the SVD is most of the monitor's cost: target networks get the rank of their last hidden layer only
+            rank = not g.is_target or g.is_last_hidden
+            m = layer_metrics(
+                g.producer, rec.activation, rec.grad, g.alive(), self.tau, self.grama_tau, self.rank_samples, rank
+            )
             layers.append(m)
             if self.per_layer:
                 if grads is not None:

@@ -1,4 +1,4 @@
-"""The ReDo pipeline shared by ReDo and ReGraMa: score neurons on a training pass, reset those at or below tau."""
+"""The ReDo pipeline shared by ReDo and ReGraMa: score neurons, reset those at or below tau."""
 
 from __future__ import annotations
 
@@ -8,27 +8,40 @@ from typing import ClassVar
 
 import torch as th
 
-from sb3_plasticity.capture import Capture, GroupRecord
+from sb3_plasticity.capture import Capture, GroupRecord, buffer_ready, probe, sample_batch
 from sb3_plasticity.methods.base import check_fraction, check_nonnegative
 from sb3_plasticity.methods.intervention import InterventionCallback
 from sb3_plasticity.neurons import NeuronGroup
-from sb3_plasticity.surgery import reset_neurons
+from sb3_plasticity.surgery import hold_fresh_steps, release_fresh_steps, reset_neurons
 
 __all__ = ["NeuronResetCallback"]
 
 
 class NeuronResetCallback(InterventionCallback):
-    """Every ``reset_freq`` env steps: record the algorithm's next training pass, score every hidden neuron of
-    the selected networks, and re-initialise those whose normalised score is ``<= tau`` (incoming weights
-    from the layer's own init, outgoing weights zeroed, optimizer state of those entries fresh, target twins
-    updated; see :mod:`sb3_plasticity.surgery`). Subclasses define :meth:`score`.
+    """Every ``reset_freq`` env steps, score every hidden neuron of the selected networks and re-initialise those
+    whose normalised score is ``<= tau``: incoming weights from the layer's own init, outgoing weights zeroed,
+    optimizer state of those entries fresh, target twins updated (see :mod:`sb3_plasticity.surgery`).
+    Subclasses define :meth:`score` and where the scores come from (``scored_on``):
 
-    What is logged under ``plasticity/<method>/`` at each event: ``reset_count`` (this event),
-    ``total_reset_count``, ``<network>/reset_count``, ``<network>/<layer>/reset_count``,
-    ``<network>/<ratio>_before`` (the ratio at ``tau`` on the scored pass), ``<network>/<ratio>_after`` (the
-    same on the first training pass that starts at least one update after the event: right after a reset with
-    zeroed outgoing weights the reset neurons receive no gradient for one update), and the policy's output
-    drift on a fixed probe batch (``action_change`` for TD3/DDPG, ``policy_kl`` for SAC/PPO/A2C).
+    - ``"batch"`` (ReDo): activations of a forward pass on a training batch sampled from the replay buffer
+      (the full rollout buffer for PPO/A2C, at the end of a rollout) when the event is due; the reset follows
+      at once, on the weights that were scored.
+    - ``"training_pass"`` (ReGraMa): gradients need the algorithm's own loss, so the next training pass is
+      recorded and the reset runs in the optimizer's pre-step hook of that pass, between backward and step
+      (as the official GraMa code does), on the weights that were scored; the current gradients of the reset
+      entries are zeroed so that step leaves them where the reset put them. TD3/SAC reset the critic at the
+      critic update and the actor at the next actor update.
+
+    Either way, a neuron that contributed nothing on the scored batch is reset without changing the networks'
+    outputs on that batch.
+
+    Logged under ``plasticity/<method>/`` (see :class:`InterventionCallback`): ``reset_count``,
+    ``total_reset_count``, ``<network>/reset_count``, ``<network>/<layer>/reset_count``; the ratio at ``tau``
+    (``dormant_ratio`` or ``grama_inactive_ratio``) as ``<network>/<ratio>_before`` on the scored batch and
+    ``<network>/<ratio>_after`` (ReDo: the same batch right after the reset; ReGraMa: the first training pass
+    that starts at least one update after the event; with zeroed outgoing weights a just-reset neuron's
+    gradient is small until they grow, so for ``tau > 0`` it can still be flagged then); and the policy's output
+    drift on a fixed probe batch (``action_change`` or ``policy_kl``; summed over the parts of a ReGraMa event).
 
     :param reset_freq: env steps between events.
     :param tau: score threshold (``<=``).
@@ -37,13 +50,12 @@ class NeuronResetCallback(InterventionCallback):
     :param max_reset_fraction: at most this fraction of each layer's neurons is reset per event, those with
         the lowest scores (GraMa App. A.3: 5% for Humanoid); None: no cap.
     :param outgoing: ``"zero"`` (ReDo, GraMa Sec. 4.2) or ``"keep"`` (the official GraMa code).
-    :param probe_batch_size: observations in the fixed drift probe batch (sampled from the buffer at the
-        first event).
+    :param probe_batch_size: observations in the fixed drift probe batch (sampled from the buffer once).
     :param verbose: 0 silent, 1 prints each event.
     """
 
     ratio: ClassVar[str] = "ratio"
-    needs_gradients: ClassVar[bool] = False
+    scored_on: ClassVar[str] = "batch"  # or "training_pass"
 
     def __init__(
         self,
@@ -63,12 +75,18 @@ class NeuronResetCallback(InterventionCallback):
             raise ValueError(f"outgoing must be 'zero' or 'keep', got {outgoing!r}")
         self.outgoing = outgoing
         self.capture: Capture | None = None
-        self._phase = "idle"  # idle -> scoring -> waiting -> after -> idle
+        self._due = False
+        self._phase = "idle"  # training_pass: idle -> scoring -> waiting -> after -> idle
+        self._pending: set[str] = set()  # networks not yet reset in the current training-pass event
+        self._counts: dict[tuple[str, str], int] = {}
+        self._drift = 0.0
         self._event_updates = 0
+        self._step_handles: list = []
+        self._held: list[th.optim.Optimizer] = []
 
     # -- the method ------------------------------------------------------------------------------------
     def score(self, group: NeuronGroup, record: GroupRecord) -> th.Tensor:
-        """Normalised per-neuron score of ``group`` on the recorded pass, shape ``(neurons,)``."""
+        """Normalised per-neuron score of ``group`` on the recorded batch, shape ``(neurons,)``."""
         raise NotImplementedError
 
     def select(self, group: NeuronGroup, scores: th.Tensor) -> tuple[th.Tensor, int]:
@@ -83,28 +101,51 @@ class NeuronResetCallback(InterventionCallback):
             n_alive = int(alive.sum()) if alive is not None else group.n_neurons
             cap = math.floor(self.max_reset_fraction * n_alive)
             if n_flagged > cap:
-                idx = idx[th.argsort(scores[idx])[:cap]]
+                idx = idx[th.argsort(scores[idx], stable=True)[:cap]]
         return idx, n_flagged
+
+    def reset_groups(self, groups: Sequence[NeuronGroup], zero_grad: bool = False) -> None:
+        """Score ``groups`` on the capture's records and reset what :meth:`select` picks."""
+        policy_side = any(not g.network.startswith("critic") and g.network != "value" for g in groups)
+        before = self.probe.output() if self.probe is not None and policy_side else None
+        for group in groups:
+            idx, _ = self.select(group, self.score(group, self.capture.records[group]))
+            n = reset_neurons(group, idx, outgoing=self.outgoing, zero_grad=zero_grad)
+            self._counts[(group.network, group.name)] = n
+        if before is not None:
+            self._drift += self.probe.drift(before, self.probe.output())
 
     # -- schedule ---------------------------------------------------------------------------------------
     def _setup(self) -> None:
         super()._setup()
-        if self.capture is not None:
-            self.capture.disarm()
+        self._teardown()
         groups = self.neurons.select(self.network_names, targets=False)
-        self.capture = Capture(self.neurons, groups, gradients=self.needs_gradients)
+        self.capture = Capture(self.neurons, groups, gradients=self.scored_on == "training_pass")
+        self._due = False
         self._phase = "idle"
 
     def _on_step(self) -> bool:
+        if self.num_timesteps >= self._next_event:
+            self._next_event = (self.num_timesteps // self.freq + 1) * self.freq
+            self._due = True
         self._advance()
         return True
 
     def _on_rollout_start(self) -> None:
         self._advance()
 
+    def _on_rollout_end(self) -> None:
+        super()._on_rollout_end()
+        self._advance()
+
     def _advance(self) -> None:
-        if self._phase == "scoring" and self.capture.complete:
-            self.run_event()
+        if self.scored_on == "batch":
+            if self._due and buffer_ready(self.model):
+                self._due = False
+                self._batch_event()
+            return
+        if self._phase == "scoring" and not self._pending:
+            self._finish_training_pass_event()
             self._phase = "waiting"
         elif self._phase == "waiting" and self.model._n_updates > self._event_updates:
             self.capture.arm()
@@ -114,46 +155,101 @@ class NeuronResetCallback(InterventionCallback):
             self.dump()
             self.capture.disarm()
             self._phase = "idle"
-        if self._phase == "idle" and self.num_timesteps >= self._next_event:
-            self.capture.arm()
-            self._phase = "scoring"
-            self._next_event = (self.num_timesteps // self.reset_freq + 1) * self.reset_freq
+        if self._phase == "idle" and self._due:
+            self._due = False
+            self._start_training_pass_event()
 
     def _finish(self) -> None:
+        self._teardown()
+
+    def _teardown(self) -> None:
         if self.capture is not None:
             self.capture.disarm()
+        for handle in self._step_handles:
+            handle.remove()
+        if self._step_handles:
+            release_fresh_steps(self._held, hold=True)
+        self._step_handles = []
+        self._held = []
+        release_fresh_steps()  # idle fresh-step hooks; pending ones stay until their entries get a gradient
         self._phase = "idle"
+        self._pending = set()
 
-    # -- one event -------------------------------------------------------------------------------------
+    # -- ReDo-style event: a batch, now ---------------------------------------------------------------------
     def run_event(self) -> dict[tuple[str, str], int]:
-        probe_ = self.ensure_probe()
-        before = probe_.output() if probe_ is not None else None
+        """Run one event now and return the resets per ``(network, layer)`` (``scored_on="batch"`` only: a
+        training-pass event needs the algorithm's next update)."""
+        if self.scored_on != "batch":
+            raise RuntimeError(f"{type(self).__name__} resets during the algorithm's next training pass, not on demand")
+        self._batch_event()
+        return dict(self._counts)
+
+    def _batch_event(self) -> None:
+        self.ensure_probe()
+        batch = sample_batch(self.model, self.model.batch_size)
+        probe(self.model, self.capture, batch=batch)
+        self._counts, self._drift = {}, 0.0
         self._log_ratios("before")
-        counts = self.intervene()
+        self.reset_groups(self.capture.groups)
+        probe(self.model, self.capture, batch=batch)
+        self._log_ratios("after")
+        self._log_event()
+        release_fresh_steps()
+
+    # -- ReGraMa-style event: the next training pass, reset between backward and step ----------------------
+    def _start_training_pass_event(self) -> None:
+        self.ensure_probe()
+        self._counts, self._drift = {}, 0.0
+        self._pending = {g.network for g in self.capture.groups}
+        self.capture.arm()
+        optimizers = {id(o): o for g in self.capture.groups for o in self.neurons.optimizers_of(g.producer.weight)}
+        self._held = list(optimizers.values())
+        hold_fresh_steps(self._held)  # registered now: no hook may be added while an optimizer runs its hooks
+        self._step_handles = [opt.register_step_pre_hook(self._before_step) for opt in self._held]
+        self._phase = "scoring"
+
+    def _before_step(self, optimizer: th.optim.Optimizer, args, kwargs) -> None:
+        """Pre-step hook: reset the networks this optimizer updates once their pass is fully recorded."""
+        for network in sorted(self._pending):
+            groups = [g for g in self.capture.groups if g.network == network]
+            if optimizer not in self.neurons.optimizers_of(groups[0].producer.weight):
+                continue
+            if not self.capture.network_complete(network):
+                continue
+            self._log_ratios("before", network)
+            self.reset_groups(groups, zero_grad=True)
+            self._pending.discard(network)
+
+    def _finish_training_pass_event(self) -> None:
+        for handle in self._step_handles:
+            handle.remove()
+        self._step_handles = []
         self.capture.disarm()
-        if probe_ is not None:
-            self.record(f"{self.method}/{probe_.name}", probe_.drift(before, probe_.output()))
-        self.log_counts(counts)
-        self.dump()
+        release_fresh_steps(self._held, hold=True)
+        self._log_event()
         self._event_updates = self.model._n_updates
+
+    # -- logging ----------------------------------------------------------------------------------------
+    def _log_event(self) -> None:
+        if self.probe is not None:
+            self.record(f"{self.method}/{self.probe.name}", self._drift)
+        self.log_counts(self._counts)
+        self.dump()
         self.save_state()
-        return counts
 
-    def intervene(self) -> dict[tuple[str, str], int]:
-        counts = {}
-        for group in self.capture.groups:
-            idx, _ = self.select(group, self.score(group, self.capture.records[group]))
-            counts[(group.network, group.name)] = reset_neurons(group, idx, outgoing=self.outgoing)
-        return counts
-
-    def _log_ratios(self, when: str) -> None:
+    def _log_ratios(self, when: str, network: str | None = None) -> None:
         flagged: dict[str, list[int]] = {}
         for group in self.capture.groups:
+            if network is not None and group.network != network:
+                continue
             _, n_flagged = self.select(group, self.score(group, self.capture.records[group]))
             alive = group.alive()
-            n = int(alive.sum()) if alive is not None else group.n_neurons
             tot = flagged.setdefault(group.network, [0, 0])
             tot[0] += n_flagged
-            tot[1] += n
-        for network, (k, n) in flagged.items():
-            self.record(f"{self.method}/{network}/{self.ratio}_{when}", k / max(n, 1))
+            tot[1] += int(alive.sum()) if alive is not None else group.n_neurons
+        for net, (k, n) in flagged.items():
+            self.record(f"{self.method}/{net}/{self.ratio}_{when}", k / max(n, 1))
+
+    def intervene(self) -> dict[tuple[str, str], int]:
+        """Not used: events run through :meth:`run_event` or the training-pass hooks."""
+        raise NotImplementedError

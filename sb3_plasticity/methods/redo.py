@@ -19,10 +19,13 @@ class ReDoCallback(NeuronResetCallback):
 
     Every ``reset_freq`` env steps:
 
-    1. take the next training batch of the algorithm (its own training pass, see :mod:`sb3_plasticity.capture`);
+    1. sample a training batch (``batch_size`` transitions from the replay buffer; PPO/A2C: from the full
+       rollout buffer at the end of the rollout) and run the networks on it;
     2. score every hidden neuron ``s_i = E|h_i| / mean_k E|h_k|`` (tau-dormant score, GraMa Eq. 1);
     3. re-initialise the neurons with ``s_i <= tau``: incoming weights from the layer's own init, outgoing
        weights zeroed, their optimizer state fresh, target twins updated.
+
+    Sampling the scoring batch uses the global NumPy RNG, like SB3's own sampling.
 
     Output layers are never reset. Logs are described in :class:`NeuronResetCallback` (ratio:
     ``dormant_ratio``).
@@ -39,7 +42,7 @@ class ReDoCallback(NeuronResetCallback):
 
     method = "redo"
     ratio = "dormant_ratio"
-    needs_gradients = False
+    scored_on = "batch"
 
     def __init__(
         self,

@@ -25,7 +25,8 @@ class GraMaResetCallback(NeuronResetCallback):
        loss, PPO's first minibatch);
     2. score every hidden neuron ``G_i = E|dL/dz_i| / mean_k E|dL/dz_k|`` (GraMa Eq. 2, with ``z`` the
        neuron's pre-activation, see :mod:`sb3_plasticity.capture`);
-    3. re-initialise the neurons with ``G_i <= tau`` like ReDo.
+    3. between that pass's backward and its optimizer step, re-initialise the neurons with ``G_i <= tau`` like
+       ReDo and zero their current gradients (see :class:`NeuronResetCallback`).
 
     The gradient score works whatever the activation (Tanh, Sigmoid, LeakyReLU, SiLU), with LayerNorm and
     with residual blocks: a neuron whose output no longer moves the loss is flagged even when its activation
@@ -45,7 +46,7 @@ class GraMaResetCallback(NeuronResetCallback):
 
     method = "regrama"
     ratio = "grama_inactive_ratio"
-    needs_gradients = True
+    scored_on = "training_pass"
 
     def __init__(
         self,
