@@ -6,6 +6,7 @@ Everything a user needs is importable from here.
 from sb3_plasticity.capture import Capture, GroupRecord, probe, sample_batch
 from sb3_plasticity.methods import (
     CBPCallback,
+    CycleResetDistillCallback,
     GraMaResetCallback,
     InterventionCallback,
     NetworkLearningRateCallback,
@@ -16,6 +17,7 @@ from sb3_plasticity.methods import (
     ReDoCallback,
     ResetCallback,
     ShrinkPerturbCallback,
+    alpha_dkl,
 )
 from sb3_plasticity.neurons import (
     Consumer,
@@ -45,6 +47,7 @@ __all__ = [
     "CBPCallback",
     "Capture",
     "Consumer",
+    "CycleResetDistillCallback",
     "DefaultInit",
     "GraMaResetCallback",
     "GroupRecord",
@@ -65,6 +68,7 @@ __all__ = [
     "ShrinkPerturbCallback",
     "Stage",
     "__version__",
+    "alpha_dkl",
     "discover",
     "probe",
     "reinitialize_incoming",

@@ -10,10 +10,12 @@ from sb3_plasticity.methods.neuron_reset import NeuronResetCallback
 from sb3_plasticity.methods.redo import ReDoCallback
 from sb3_plasticity.methods.regrama import GraMaResetCallback
 from sb3_plasticity.methods.reset import ResetCallback
+from sb3_plasticity.methods.sbp import CycleResetDistillCallback, alpha_dkl
 from sb3_plasticity.methods.shrink_perturb import ShrinkPerturbCallback
 
 __all__ = [
     "CBPCallback",
+    "CycleResetDistillCallback",
     "GraMaResetCallback",
     "InterventionCallback",
     "NetworkLearningRateCallback",
@@ -24,4 +26,5 @@ __all__ = [
     "ReDoCallback",
     "ResetCallback",
     "ShrinkPerturbCallback",
+    "alpha_dkl",
 ]

@@ -6,6 +6,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 
 __all__ = ["NetworkLearningRateCallback"]
 
+
 class NetworkLearningRateCallback(BaseCallback):
     """Sets a constant learning rate per network optimizer: ``NetworkLearningRateCallback(actor=1e-4, critic=1e-3)``.
 
@@ -47,6 +48,10 @@ class NetworkLearningRateCallback(BaseCallback):
         return True
 
     def _on_training_end(self) -> None:
+        # TD3 skips the actor step on every other update, so the actor optimizer may still hold SB3's rate
+        # from the last train(): leave the configured rates in place, which is what model.save stores.
+        for name, lr in self.rates.items():
+            _set_lr(lr)(self.model.policy.get_submodule(name).optimizer, (), {})
         self._remove()
 
 

@@ -1,11 +1,12 @@
-"""Wall-time overhead of :class:`sb3_plasticity.PlasticityMonitorCallback` on SB3 off-policy training.
+"""Wall-time overhead of a plasticity callback on SB3 off-policy training, against plain SB3.
 
-What it measures: the ratio ``time(model.learn with the monitor) / time(model.learn without it)`` for
-TD3 (or SAC) on a Gymnasium env (default ``HalfCheetah-v5``), with the monitor at its default
-``log_freq`` (read from the callback's signature, 1000 env steps at the time of writing).
+What it measures: the ratio ``time(model.learn with the callback) / time(model.learn without it)`` for
+TD3 (or SAC) on a Gymnasium env (default ``HalfCheetah-v5``), with the callback (``--method``:
+``monitor`` = PlasticityMonitorCallback, ``redo`` = ReDoCallback, ``regrama`` = GraMaResetCallback) at its
+default frequency (``log_freq`` / ``reset_freq``, read from the callback's signature: 1000 env steps).
 
 How: everything runs in one process. After one untimed warm-up pair (imports, MuJoCo and torch lazy
-initialisation), the script runs ``--pairs`` alternating pairs ``plain, monitor, plain, monitor, ...`` so
+initialisation), the script runs ``--pairs`` alternating pairs ``plain, method, plain, method, ...`` so
 that machine drift (thermal state, other processes such as a test run) affects both variants equally.
 Each run builds a fresh model with ``verbose=0`` and ``tensorboard_log=<temp dir>`` for BOTH variants, so
 TensorBoard's own logging cost is in both; both runs of a pair use the same seed (``--seed + pair``).
@@ -18,8 +19,10 @@ thread gives steadier timings. Pass ``--threads 0`` to keep torch's default.
 
 Reproduce (from the repository root)::
 
-    python benchmarks/bench_monitor.py --pairs 3 --timesteps 6000 \
+    python benchmarks/bench_overhead.py --method monitor --algo td3 --pairs 5 --timesteps 6000 \
         --output benchmarks/results/monitor_td3_halfcheetah.json
+    python benchmarks/bench_overhead.py --method redo --algo sac --pairs 5 --timesteps 6000 \
+        --output benchmarks/results/redo_sac_halfcheetah.json
 """
 
 from __future__ import annotations
@@ -40,25 +43,33 @@ import torch
 from stable_baselines3 import SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
 
-from sb3_plasticity import PlasticityMonitorCallback
+from sb3_plasticity import GraMaResetCallback, PlasticityMonitorCallback, ReDoCallback
 
 ALGOS: dict[str, type[BaseAlgorithm]] = {"td3": TD3, "sac": SAC}
+# method -> (callback class, name of its frequency parameter)
+METHODS = {
+    "monitor": (PlasticityMonitorCallback, "log_freq"),
+    "redo": (ReDoCallback, "reset_freq"),
+    "regrama": (GraMaResetCallback, "reset_freq"),
+}
 
 
-def default_log_freq() -> int:
-    """The callback's default ``log_freq``, read from its signature."""
-    return int(inspect.signature(PlasticityMonitorCallback.__init__).parameters["log_freq"].default)
+def default_freq(method: str) -> int:
+    """The callback's default frequency, read from its signature."""
+    cls, name = METHODS[method]
+    return int(inspect.signature(cls.__init__).parameters[name].default)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line options."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--method", choices=sorted(METHODS), default="monitor")
     p.add_argument("--algo", choices=sorted(ALGOS), default="td3")
     p.add_argument("--env", default="HalfCheetah-v5")
     p.add_argument("--timesteps", type=int, default=6000, help="env steps per timed run")
     p.add_argument("--learning-starts", type=int, default=1000)
-    p.add_argument("--pairs", type=int, default=3, help="alternating (plain, monitor) pairs")
-    p.add_argument("--log-freq", type=int, default=default_log_freq(), help="monitor log_freq (default: the callback's)")
+    p.add_argument("--pairs", type=int, default=3, help="alternating (plain, method) pairs")
+    p.add_argument("--freq", type=int, default=None, help="the callback's log_freq / reset_freq (default: its default)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (0: keep torch's default)")
@@ -69,12 +80,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.warmup_timesteps is None:
         args.warmup_timesteps = args.learning_starts + 500
+    if args.freq is None:
+        args.freq = default_freq(args.method)
     return args
 
 
 def timed_run(args: argparse.Namespace, monitor: bool, seed: int, timesteps: int) -> tuple[float, int]:
-    """Build a fresh model, time ``model.learn``; return (seconds, measurements logged by the monitor)."""
-    with tempfile.TemporaryDirectory(prefix="bench_monitor_") as tb_dir:
+    """Build a fresh model, time ``model.learn``; return (seconds, events: monitor measurements or resets)."""
+    with tempfile.TemporaryDirectory(prefix="bench_overhead_") as tb_dir:
         model = ALGOS[args.algo](
             "MlpPolicy",
             args.env,
@@ -84,12 +97,15 @@ def timed_run(args: argparse.Namespace, monitor: bool, seed: int, timesteps: int
             tensorboard_log=tb_dir,
             verbose=0,
         )
-        callback = PlasticityMonitorCallback(log_freq=args.log_freq) if monitor else None
+        cls, freq_name = METHODS[args.method]
+        callback = cls(**{freq_name: args.freq}) if monitor else None
         start = time.perf_counter()
         model.learn(total_timesteps=timesteps, callback=callback)
         elapsed = time.perf_counter() - start
         model.get_env().close()
-    return elapsed, callback.n_logged if callback is not None else 0
+    if callback is None:
+        return elapsed, 0
+    return elapsed, callback.n_logged if args.method == "monitor" else callback.n_events
 
 
 def machine_info() -> dict[str, Any]:
@@ -106,7 +122,7 @@ def machine_info() -> dict[str, Any]:
 
 def print_table(pairs: list[dict[str, float]]) -> None:
     """Per-pair times and ratios."""
-    print(f"{'pair':>4}  {'plain [s]':>10}  {'monitor [s]':>11}  {'ratio':>7}  {'logged':>6}")
+    print(f"{'pair':>4}  {'plain [s]':>10}  {'method [s]':>11}  {'ratio':>7}  {'events':>6}")
     for i, r in enumerate(pairs):
         print(f"{i:>4}  {r['plain_s']:>10.2f}  {r['monitor_s']:>11.2f}  {r['ratio']:>7.3f}  {r['n_logged']:>6d}")
 
@@ -119,21 +135,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     info = machine_info()
     print(
         f"{args.algo.upper()} on {args.env}: {args.pairs} pairs x {args.timesteps} steps, learning_starts="
-        f"{args.learning_starts}, monitor log_freq={args.log_freq}, device={args.device}, "
+        f"{args.learning_starts}, {args.method} every {args.freq} steps, device={args.device}, "
         f"cpu_count={info['cpu_count']}, torch threads={info['torch_threads']}",
         flush=True,
     )
     if args.warmup_timesteps > 0:
         for monitor in (False, True):
             t, _ = timed_run(args, monitor, args.seed, args.warmup_timesteps)
-            print(f"warm-up {'monitor' if monitor else 'plain'}: {t:.2f} s (not counted)", flush=True)
+            print(f"warm-up {args.method if monitor else 'plain'}: {t:.2f} s (not counted)", flush=True)
 
     pairs: list[dict[str, Any]] = []
     for i in range(args.pairs):
         plain_s, _ = timed_run(args, False, args.seed + i, args.timesteps)
         monitor_s, n_logged = timed_run(args, True, args.seed + i, args.timesteps)
         pairs.append({"plain_s": plain_s, "monitor_s": monitor_s, "ratio": monitor_s / plain_s, "n_logged": n_logged})
-        print(f"pair {i}: plain {plain_s:.2f} s, monitor {monitor_s:.2f} s, ratio {monitor_s / plain_s:.3f}", flush=True)
+        print(f"pair {i}: plain {plain_s:.2f} s, {args.method} {monitor_s:.2f} s, ratio {monitor_s / plain_s:.3f}", flush=True)
 
     plain = [r["plain_s"] for r in pairs]
     mon = [r["monitor_s"] for r in pairs]
@@ -146,9 +162,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     print()
     print_table(pairs)
-    print(f"median: plain {summary['median_plain_s']:.2f} s, monitor {summary['median_monitor_s']:.2f} s")
-    print(f"overhead ratio (sum monitor / sum plain): {summary['ratio_of_sums']:.3f}")
-    print(f"overhead ratio (median monitor / median plain): {summary['ratio_of_medians']:.3f}")
+    print(f"median: plain {summary['median_plain_s']:.2f} s, {args.method} {summary['median_monitor_s']:.2f} s")
+    print(f"overhead ratio (sum {args.method} / sum plain): {summary['ratio_of_sums']:.3f}")
+    print(f"overhead ratio (median {args.method} / median plain): {summary['ratio_of_medians']:.3f}")
 
     results = {"config": vars(args), "machine": info, "pairs": pairs, "summary": summary}
     if args.output:
