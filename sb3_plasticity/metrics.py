@@ -86,11 +86,16 @@ def _ratio(flags: th.Tensor, alive: th.Tensor | None) -> float:
     return float(flags.float().mean()) if flags.numel() > 0 else 0.0
 
 
+def _at_or_below(signal: th.Tensor, tau: float, alive: th.Tensor | None) -> th.Tensor:
+    """Neurons whose normalised ``E|signal_i|`` is ``<= tau``; neurons that do not exist are False."""
+    _check_tau(tau)
+    flags = normalized_scores(activity(signal), alive) <= tau
+    return flags if alive is None else flags & alive
+
+
 def dormant_mask(h: th.Tensor, tau: float = 0.1, alive: th.Tensor | None = None) -> th.Tensor:
     """tau-dormant neurons (``s_i <= tau``), bool ``(neurons,)``. Dead (not alive) neurons are False."""
-    _check_tau(tau)
-    flags = normalized_scores(activity(h), alive) <= tau
-    return flags if alive is None else flags & alive
+    return _at_or_below(h, tau, alive)
 
 
 def dormant_ratio(h: th.Tensor, tau: float = 0.1, alive: th.Tensor | None = None) -> float:
@@ -100,9 +105,7 @@ def dormant_ratio(h: th.Tensor, tau: float = 0.1, alive: th.Tensor | None = None
 
 def grama_inactive_mask(grad: th.Tensor, tau: float = 0.0, alive: th.Tensor | None = None) -> th.Tensor:
     """GraMa-inactive neurons (``G_i <= tau``, GraMa Eq. 2) from ``dL/dz``, bool ``(neurons,)``."""
-    _check_tau(tau)
-    flags = normalized_scores(activity(grad), alive) <= tau
-    return flags if alive is None else flags & alive
+    return _at_or_below(grad, tau, alive)
 
 
 def grama_inactive_ratio(grad: th.Tensor, tau: float = 0.0, alive: th.Tensor | None = None) -> float:

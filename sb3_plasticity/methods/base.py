@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import weakref
 from collections.abc import Sequence
 from typing import Any, ClassVar
@@ -15,6 +16,7 @@ __all__ = [
     "check_fraction",
     "check_nonnegative",
     "check_positive_int",
+    "check_range",
     "normalize_networks",
 ]
 
@@ -29,19 +31,34 @@ def check_positive_int(name: str, value: object) -> int:
     return value
 
 
+def check_range(
+    name: str,
+    value: object,
+    low: float = -math.inf,
+    high: float = math.inf,
+    low_open: bool = False,
+    high_open: bool = False,
+    integer: bool = False,
+) -> float:
+    """A number (an int when ``integer``) in the interval from ``low`` to ``high``, open on the sides asked."""
+    ok = isinstance(value, int if integer else (int, float)) and not isinstance(value, bool)
+    if ok:
+        ok = (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
+    if not ok:
+        interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        raise ValueError(f"{name} must be {'an integer' if integer else 'a number'} in {interval}, got {value!r}")
+    return value if integer else float(value)
+
+
 def check_nonnegative(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-        raise ValueError(f"{name} must be a number >= 0, got {value!r}")
-    return float(value)
+    return check_range(name, value, 0.0)
 
 
 def check_fraction(name: str, value: object, allow_none: bool = True) -> float | None:
-    """A fraction in (0, 1]."""
+    """A fraction in (0, 1], or None when allowed."""
     if value is None and allow_none:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
-        raise ValueError(f"{name} must be in (0, 1]{' or None' if allow_none else ''}, got {value!r}")
-    return float(value)
+    return check_range(name, value, 0.0, 1.0, low_open=True)
 
 
 # Which callback changes the neurons of which network, per model and learn() call.

@@ -10,7 +10,7 @@ from typing import Any
 import torch as th
 
 from sb3_plasticity.capture import Capture
-from sb3_plasticity.methods.base import check_positive_int
+from sb3_plasticity.methods.base import check_positive_int, check_range
 from sb3_plasticity.methods.intervention import InterventionCallback
 from sb3_plasticity.metrics import activity
 from sb3_plasticity.neurons import NeuronGroup
@@ -111,19 +111,9 @@ class CBPCallback(InterventionCallback):
         verbose: int = 0,
     ) -> None:
         super().__init__(log_freq, networks, dormant_tau, probe_batch_size, verbose, freq_name="log_freq")
-        if (
-            isinstance(replacement_rate, bool)
-            or not isinstance(replacement_rate, (int, float))
-            or not 0 <= replacement_rate <= 1
-        ):
-            raise ValueError(f"replacement_rate must be in [0, 1], got {replacement_rate!r}")
-        if isinstance(maturity_threshold, bool) or not isinstance(maturity_threshold, int) or maturity_threshold < 0:
-            raise ValueError(f"maturity_threshold must be an integer >= 0 (updates), got {maturity_threshold!r}")
-        if isinstance(decay_rate, bool) or not isinstance(decay_rate, (int, float)) or not 0 <= decay_rate < 1:
-            raise ValueError(f"decay_rate must be in [0, 1), got {decay_rate!r}")
-        self.replacement_rate = float(replacement_rate)
-        self.maturity_threshold = maturity_threshold
-        self.decay_rate = float(decay_rate)
+        self.replacement_rate = check_range("replacement_rate", replacement_rate, 0.0, 1.0)
+        self.maturity_threshold = check_range("maturity_threshold", maturity_threshold, 0, integer=True)
+        self.decay_rate = check_range("decay_rate", decay_rate, 0.0, 1.0, high_open=True)
         self.log_freq = check_positive_int("log_freq", log_freq)
         self.states: dict[str, CBPLayerState] = {}
         self.capture: Capture | None = None
@@ -196,11 +186,13 @@ class CBPCallback(InterventionCallback):
             self._replace(replace)
 
     def _replace(self, replace: dict[NeuronGroup, th.Tensor]) -> None:
-        measure = not self._measured_window and self.ensure_probe() is not None
-        if measure:
+        if not self._measured_window and self.ensure_probe() is not None:
             self._measured_window = True
-            before_out = self.probe.output()
-            before = self.probe_dormant_ratios()
+            self.measured(lambda: self._replace_now(replace))
+        else:
+            self._replace_now(replace)
+
+    def _replace_now(self, replace: dict[NeuronGroup, th.Tensor]) -> None:
         for group, idx in replace.items():
             state = self.states[group.key]
             _compensate_next_bias(group, idx, state.corrected(state.mean_activation, self.decay_rate)[idx])
@@ -208,12 +200,6 @@ class CBPCallback(InterventionCallback):
             state.forget(idx)
             key = (group.network, group.name)
             self._window[key] = self._window.get(key, 0) + n
-        if measure:
-            for network, ratio in before.items():
-                self.record(f"{self.method}/{network}/dormant_ratio_before", ratio)
-            for network, ratio in self.probe_dormant_ratios().items():
-                self.record(f"{self.method}/{network}/dormant_ratio_after", ratio)
-            self.record(f"{self.method}/{self.probe.name}", self.probe.drift(before_out, self.probe.output()))
 
     # -- resuming ----------------------------------------------------------------------------------------
     def get_state(self) -> dict[str, Any]:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, ClassVar
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar, TypeVar
 
 import torch as th
 
@@ -13,6 +13,8 @@ from sb3_plasticity.methods.drift import PolicyProbe
 from sb3_plasticity.metrics import dormant_mask
 
 __all__ = ["InterventionCallback"]
+
+T = TypeVar("T")
 
 
 class InterventionCallback(PlasticityCallback):
@@ -106,18 +108,24 @@ class InterventionCallback(PlasticityCallback):
         return {network: k / max(n, 1) for network, (k, n) in counts.items()}
 
     # -- one event ---------------------------------------------------------------------------------------
+    def measured(self, change: Callable[[], T]) -> T:
+        """Run ``change`` and record the dormant ratios on the probe batch right before and after it, and the
+        policy drift it caused (nothing is measured before a probe batch exists)."""
+        probe_ = self.ensure_probe()
+        if probe_ is None:
+            return change()
+        before_out = probe_.output()
+        for network, ratio in self.probe_dormant_ratios().items():
+            self.record(f"{self.method}/{network}/dormant_ratio_before", ratio)
+        result = change()
+        for network, ratio in self.probe_dormant_ratios().items():
+            self.record(f"{self.method}/{network}/dormant_ratio_after", ratio)
+        self.record(f"{self.method}/{probe_.name}", probe_.drift(before_out, probe_.output()))
+        return result
+
     def run_event(self) -> dict[tuple[str, str], int]:
         """Intervene and log what it did (counts, dormant ratios before/after and drift on the probe batch)."""
-        probe_ = self.ensure_probe()
-        if probe_ is not None:
-            before_out = probe_.output()
-            for network, ratio in self.probe_dormant_ratios().items():
-                self.record(f"{self.method}/{network}/dormant_ratio_before", ratio)
-        counts = self.intervene()
-        if probe_ is not None:
-            for network, ratio in self.probe_dormant_ratios().items():
-                self.record(f"{self.method}/{network}/dormant_ratio_after", ratio)
-            self.record(f"{self.method}/{probe_.name}", probe_.drift(before_out, probe_.output()))
+        counts = self.measured(self.intervene)
         self.log_counts(counts)
         self.dump()
         self.save_state()

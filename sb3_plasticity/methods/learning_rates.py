@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from stable_baselines3.common.callbacks import BaseCallback
 
+from sb3_plasticity.methods.base import check_range
+
 __all__ = ["NetworkLearningRateCallback"]
 
 
@@ -21,10 +23,11 @@ class NetworkLearningRateCallback(BaseCallback):
 
     def __init__(self, actor: float | None = None, critic: float | None = None, verbose: int = 0) -> None:
         super().__init__(verbose)
-        for name, value in (("actor", actor), ("critic", critic)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
-                raise ValueError(f"{name} learning rate must be a positive number or None, got {value!r}")
-        self.rates = {k: float(v) for k, v in (("actor", actor), ("critic", critic)) if v is not None}
+        self.rates = {
+            name: check_range(name, value, 0.0, low_open=True)
+            for name, value in (("actor", actor), ("critic", critic))
+            if value is not None
+        }
         self._handles: list = []
 
     def _init_callback(self) -> None:

@@ -42,7 +42,7 @@ class ResetCallback(InterventionCallback):
         verbose: int = 0,
     ) -> None:
         super().__init__(reset_freq, networks, dormant_tau, probe_batch_size, verbose)
-        if layers != "all" and (isinstance(layers, bool) or not isinstance(layers, int) or layers <= 0):
+        if layers != "all" and not (isinstance(layers, int) and not isinstance(layers, bool) and layers > 0):
             raise ValueError(f"layers must be 'all' or a positive number of last layers, got {layers!r}")
         self.layers = layers
         self.reset_freq = self.freq

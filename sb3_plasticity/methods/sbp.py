@@ -11,7 +11,7 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.sac.policies import Actor as SACActor
 
 from sb3_plasticity.capture import sample_batch
-from sb3_plasticity.methods.base import check_nonnegative, check_positive_int
+from sb3_plasticity.methods.base import check_fraction, check_positive_int, check_range
 from sb3_plasticity.methods.intervention import InterventionCallback
 from sb3_plasticity.neurons import NeuronGroup
 from sb3_plasticity.surgery import reset_neurons
@@ -91,7 +91,11 @@ class CycleResetDistillCallback(InterventionCallback):
       features extractor shared with the critic is neither reset nor distilled (the critic stays untouched);
     - SAC's squashed Gaussian: the KL of the Gaussians before tanh (see :func:`policy_distribution`);
     - for PPO the teacher is taken after the update (Alg. 2: update, then reset): the rollout is copied at the
-      end of the rollout and the event runs when the next rollout starts.
+      end of the rollout and the event runs when the next rollout starts; an event that falls due in the last
+      rollout of a ``learn()`` runs when a later ``learn()`` continues (the pending flag is saved);
+    - at least one distillation epoch runs, as in Alg. 2 (``d = None`` starts the loop), even when the KL after
+      the reset is already below ``distill_tau``; with a small distillation set the fresh optimizer's first
+      steps can then raise it slightly.
 
     Logged (besides :class:`InterventionCallback`'s counts, dormant ratios and ``policy_kl`` drift under
     ``plasticity/cycle_reset/``): ``plasticity/cycle_reset/cursor`` (p before the event),
@@ -133,20 +137,14 @@ class CycleResetDistillCallback(InterventionCallback):
         verbose: int = 0,
     ) -> None:
         super().__init__(reset_freq, None, dormant_tau, probe_batch_size, verbose)
-        if isinstance(reset_rate, bool) or not isinstance(reset_rate, (int, float)) or not 0 < reset_rate <= 1:
-            raise ValueError(f"reset_rate must be in (0, 1], got {reset_rate!r}")
-        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha <= 1:
-            raise ValueError(f"alpha must be in [0, 1], got {alpha!r}")
-        if isinstance(distill_tau, bool) or not isinstance(distill_tau, (int, float)) or not distill_tau > 0:
-            raise ValueError(f"distill_tau must be > 0, got {distill_tau!r}")
+        self.reset_rate = check_fraction("reset_rate", reset_rate, allow_none=False)
+        self.alpha = check_range("alpha", alpha, 0.0, 1.0)
+        self.distill_tau = check_range("distill_tau", distill_tau, 0.0, low_open=True)
         if distill_lr is not None:
-            check_nonnegative("distill_lr", distill_lr)
+            check_range("distill_lr", distill_lr, 0.0, low_open=True)
         if outgoing not in ("keep", "zero"):
             raise ValueError(f"outgoing must be 'keep' or 'zero', got {outgoing!r}")
         self.reset_freq = self.freq
-        self.reset_rate = float(reset_rate)
-        self.alpha = float(alpha)
-        self.distill_tau = float(distill_tau)
         self.distill = bool(distill)
         self.max_distill_epochs = check_positive_int("max_distill_epochs", max_distill_epochs)
         self.distill_batch_size = check_positive_int("distill_batch_size", distill_batch_size)
@@ -176,7 +174,7 @@ class CycleResetDistillCallback(InterventionCallback):
         return getattr(self.model, "rollout_buffer", None) is not None
 
     def _on_step(self) -> bool:
-        if self.num_timesteps >= self._next_event:
+        if self.num_timesteps >= self._next_event:  # due: for PPO/A2C it runs after the rollout's update
             self._next_event = (self.num_timesteps // self.freq + 1) * self.freq
             self._due = True
         if self._due and not self.on_policy:
@@ -267,13 +265,14 @@ class CycleResetDistillCallback(InterventionCallback):
     # -- resuming ----------------------------------------------------------------------------------------
     def get_state(self) -> dict[str, Any]:
         state = super().get_state()
-        state.update(cycle_index=self.cycle_index, total_distill_epochs=self.total_distill_epochs)
+        state.update(cycle_index=self.cycle_index, total_distill_epochs=self.total_distill_epochs, due=self._due)
         return state
 
     def set_state(self, state: dict[str, Any]) -> None:
         super().set_state(state)
         self.cycle_index = int(state.get("cycle_index", 0)) % self.events_per_cycle
         self.total_distill_epochs = int(state.get("total_distill_epochs", 0))
+        self._due = bool(state.get("due", False))
 
 
 def _freeze(reset: dict[NeuronGroup, th.Tensor]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from sb3_plasticity.methods.base import check_range
 from sb3_plasticity.methods.intervention import InterventionCallback
 from sb3_plasticity.surgery import shrink_perturb_layer
 
@@ -41,12 +42,8 @@ class ShrinkPerturbCallback(InterventionCallback):
         verbose: int = 0,
     ) -> None:
         super().__init__(freq, networks, dormant_tau, probe_batch_size, verbose, freq_name="freq")
-        if isinstance(shrink, bool) or not isinstance(shrink, (int, float)) or not 0 <= shrink <= 1:
-            raise ValueError(f"shrink must be in [0, 1], got {shrink!r}")
-        if isinstance(perturb, bool) or not isinstance(perturb, (int, float)) or not perturb >= 0:
-            raise ValueError(f"perturb must be >= 0, got {perturb!r}")
-        self.shrink = float(shrink)
-        self.perturb = float(perturb)
+        self.shrink = check_range("shrink", shrink, 0.0, 1.0)
+        self.perturb = check_range("perturb", perturb, 0.0)
 
     def intervene(self) -> dict[tuple[str, str], int]:
         counts = {}
