@@ -100,6 +100,10 @@ def step_pre_hook_count(optimizers: Iterable[th.optim.Optimizer]) -> int:
     return sum(len(o._optimizer_step_pre_hooks) for o in optimizers)
 
 
+def step_post_hook_count(optimizers: Iterable[th.optim.Optimizer]) -> int:
+    return sum(len(o._optimizer_step_post_hooks) for o in optimizers)
+
+
 def model_optimizers(model) -> list[th.optim.Optimizer]:
     """Every optimizer of an SB3 model (TD3/SAC actor and critic, SAC entropy coefficient, PPO/A2C policy)."""
     found: list[th.optim.Optimizer] = []

@@ -128,11 +128,21 @@ class PlasticityCallback(BaseCallback):
         learn_id = getattr(self.model, "start_time", None)
         for network in self.network_names:
             owner = per_model.get(network)
-            if owner is not None and owner[0] is not self and owner[1] == learn_id:
-                raise ValueError(
-                    f"{type(self).__name__} and {type(owner[0]).__name__} would both change the neurons of "
-                    f"network {network!r}; give them disjoint `networks`"
-                )
+            if owner is None or owner[0] is self:
+                continue
+            if owner[1] != learn_id:
+                # left by a learn() that ended in an exception, without on_training_end: remove its hooks now
+                owner[0]._on_training_end()
+                continue
+            # learn() stops here and never calls on_training_end: undo what this learn's callbacks set up
+            for other, other_id in list(per_model.values()):
+                if other_id == learn_id:
+                    other._on_training_end()
+            raise ValueError(
+                f"{type(self).__name__} and {type(owner[0]).__name__} would both change the neurons of "
+                f"network {network!r}; give them disjoint `networks`"
+            )
+        for network in self.network_names:
             per_model[network] = (self, learn_id)
 
     def get_state(self) -> dict[str, Any]:

@@ -84,8 +84,9 @@ class CBPCallback(InterventionCallback):
 
     The activations are those of the update's own training pass (critic loss, actor loss, each PPO minibatch).
     Replacements are logged every ``log_freq`` env steps (counts since the last log); the dormant ratios and
-    output drift are measured around the first replacement of each log window (measuring every replacement
-    would cost a probe forward per update).
+    output drift are measured around the first replacement of each log window that touches the policy (the
+    first one at all when the callback acts on critics only): measuring every replacement would cost a probe
+    forward per update.
 
     :param replacement_rate: fraction of mature neurons replaced per update (default 1e-4, Dohare et al.).
     :param maturity_threshold: updates before a neuron can be replaced (default 100, Dohare et al.).
@@ -119,6 +120,8 @@ class CBPCallback(InterventionCallback):
         self.capture: Capture | None = None
         self._step_handles: list = []
         self._updated_by: dict[int, list[NeuronGroup]] = {}
+        self._learn_id: float | None = None
+        self._policy_side = False
         self._window: dict[tuple[str, str], int] = {}
         self._measured_window = False
 
@@ -140,7 +143,11 @@ class CBPCallback(InterventionCallback):
             for opt in self.neurons.optimizers_of(g.producer.weight):
                 self._updated_by.setdefault(id(opt), []).append(g)
         optimizers = {id(o): o for g in groups for o in self.neurons.optimizers_of(g.producer.weight)}
+        self._learn_id = getattr(self.model, "start_time", None)
         self._step_handles = [opt.register_step_post_hook(self._after_update) for opt in optimizers.values()]
+        # the drift and before/after ratios are measured around the first replacement of each log window that
+        # touches the policy (critic replacements do not move it), if the callback acts on the policy at all
+        self._policy_side = any(_moves_policy(g) for g in groups)
 
     def _remove_step_hooks(self) -> None:
         for handle in self._step_handles:
@@ -172,6 +179,8 @@ class CBPCallback(InterventionCallback):
     # -- the method --------------------------------------------------------------------------------------
     def _after_update(self, optimizer: th.optim.Optimizer, args, kwargs) -> None:
         """Optimizer post-step hook: steps 1-3 for the groups this optimizer updates."""
+        if getattr(self.model, "start_time", None) != self._learn_id:
+            return  # left behind by a learn() that ended in an exception: inert until removed
         records = self.capture.records
         done = [g for g in self._updated_by.get(id(optimizer), []) if g in records and records[g].activation is not None]
         replace: dict[NeuronGroup, th.Tensor] = {}
@@ -186,7 +195,8 @@ class CBPCallback(InterventionCallback):
             self._replace(replace)
 
     def _replace(self, replace: dict[NeuronGroup, th.Tensor]) -> None:
-        if not self._measured_window and self.ensure_probe() is not None:
+        wanted = not self._policy_side or any(_moves_policy(g) for g in replace)
+        if wanted and not self._measured_window and self.ensure_probe() is not None:
             self._measured_window = True
             self.measured(lambda: self._replace_now(replace))
         else:
@@ -223,6 +233,10 @@ class CBPCallback(InterventionCallback):
                 self.states[key] = CBPLayerState(
                     s["utility"].to(device), s["mean_activation"].to(device), s["age"].to(device), float(s["pending"])
                 )
+
+
+def _moves_policy(group: NeuronGroup) -> bool:
+    return group.network not in ("critic", "value")
 
 
 def _outgoing_magnitude(group: NeuronGroup) -> th.Tensor:

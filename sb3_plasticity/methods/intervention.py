@@ -44,8 +44,10 @@ class InterventionCallback(PlasticityCallback):
 
     @property
     def state_key(self) -> str:  # type: ignore[override]
-        """Counters and the probe batch are kept in ``model.plasticity_state[<method>]``."""
-        return self.method
+        """Counters and the probe batch are kept in ``model.plasticity_state[<method>]``, or
+        ``[<method>[<network>+...]]`` when ``networks`` is given (two callbacks of one method on disjoint
+        networks keep their own state)."""
+        return self.method if self.networks is None else f"{self.method}[{'+'.join(self.networks)}]"
 
     def __init__(
         self,

@@ -106,7 +106,7 @@ class NeuronResetCallback(InterventionCallback):
 
     def reset_groups(self, groups: Sequence[NeuronGroup], zero_grad: bool = False) -> None:
         """Score ``groups`` on the capture's records and reset what :meth:`select` picks."""
-        policy_side = any(not g.network.startswith("critic") and g.network != "value" for g in groups)
+        policy_side = any(g.network not in ("critic", "value") for g in groups)
         before = self.probe.output() if self.probe is not None and policy_side else None
         for group in groups:
             idx, _ = self.select(group, self.score(group, self.capture.records[group]))
@@ -160,6 +160,8 @@ class NeuronResetCallback(InterventionCallback):
             self._start_training_pass_event()
 
     def _finish(self) -> None:
+        if self._phase == "scoring" and self._counts:
+            self._finish_training_pass_event()  # an event completed in the last train() of this learn()
         self._teardown()
 
     def _teardown(self) -> None:
