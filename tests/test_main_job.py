@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from helpers import event_files, read_scalars
 
 from sb3_plasticity.demo import main
@@ -26,6 +27,16 @@ def test_main_writes_plasticity_logs(tmp_path, capsys):
     out = capsys.readouterr().out
     assert f"tensorboard --logdir {os.path.abspath(tmp_path)}" in out
     assert str(run_dir) in out
+
+
+@pytest.mark.parametrize("method", ["redo", "regrama"])
+def test_main_runs_the_method(method, tmp_path, capsys):
+    args = ["--timesteps", "1100", "--method", method, "--tensorboard-log", str(tmp_path), "--no-progress-bar"]
+    scalars = read_scalars(Path(main(args)))
+    # TD3 learns from step 500 and the method resets every 1000 steps: one event
+    assert len(scalars[f"plasticity/{method}/reset_count"]) == 1
+    assert "plasticity/critic/dormant_ratio" in scalars  # the monitor runs alongside
+    assert "1 events" in capsys.readouterr().out
 
 
 def test_module_help():
