@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import os
+import subprocess
+import sys
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import torch as th
@@ -113,3 +116,19 @@ def model_optimizers(model) -> list[th.optim.Optimizer]:
         if isinstance(opt, th.optim.Optimizer) and all(opt is not o for o in found):
             found.append(opt)
     return found
+
+
+# rl_zoo3 runs in a subprocess; one thread each, so two of them do not fight over a 2-core machine
+SINGLE_THREAD_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def zoo_train(algo: str, env_id: str, conf_file: Path, tmp_path: Path, n_steps: int, extra: Sequence[str] = ()) -> None:
+    """``python -m rl_zoo3.train`` with our package, TensorBoard in ``tmp_path/tb`` and logs in ``tmp_path/logs``;
+    fails the test with the run's output if it does not exit 0."""
+    cmd = [
+        sys.executable, "-m", "rl_zoo3.train", "--algo", algo, "--env", env_id, "--gym-packages", "sb3_plasticity",
+        "--conf-file", str(conf_file), "-n", str(n_steps), "--eval-freq", "-1", "--log-interval", "1",
+        "-tb", str(tmp_path / "tb"), "-f", str(tmp_path / "logs"), "--seed", "0", *extra,
+    ]  # fmt: skip
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path, env=SINGLE_THREAD_ENV, check=False)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import gymnasium as gym
 import pytest
 import yaml
-from helpers import logged_networks, read_scalars
+from helpers import logged_networks, read_scalars, zoo_train
 from rl_zoo3.utils import get_callback_list, get_class_by_name
 from stable_baselines3.common.callbacks import BaseCallback
 
@@ -18,7 +15,6 @@ from sb3_plasticity import PlasticityMonitorCallback
 
 ROOT = Path(__file__).resolve().parents[1]
 # One torch thread in the child too: on a small busy machine, intra-op threads make tiny ops much slower.
-SINGLE_THREAD_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 CONFIGS = sorted((ROOT / "zoo_configs").rglob("*.yml")) + sorted((ROOT / "zoo_configs").rglob("*.yaml"))
 
 
@@ -86,34 +82,7 @@ def test_monitor_configs_attach_the_monitor(conf, env_id):
     ],
 )
 def test_zoo_train_logs_plasticity(tmp_path, conf, env_id, algo, extra, networks):
-    cmd = [
-        sys.executable,
-        "-m",
-        "rl_zoo3.train",
-        "--algo",
-        algo,
-        "--env",
-        env_id,
-        "--gym-packages",
-        "sb3_plasticity",
-        "--conf-file",
-        str(ROOT / "zoo_configs" / conf),
-        "-n",
-        "300",
-        "--eval-freq",
-        "-1",
-        "--log-interval",
-        "1",
-        "-tb",
-        str(tmp_path / "tb"),
-        "-f",
-        str(tmp_path / "logs"),
-        "--seed",
-        "0",
-        *extra,
-    ]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path, env=SINGLE_THREAD_ENV, check=False)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    zoo_train(algo, env_id, ROOT / "zoo_configs" / conf, tmp_path, 300, extra)
     scalars = read_scalars(tmp_path / "tb")
     assert logged_networks(scalars) == networks
     assert f"plasticity/{sorted(networks)[0]}/dormant_ratio" in scalars

@@ -3,16 +3,13 @@ zoo config file, and short rl_zoo3 runs (HalfCheetah-v5) that reset, log and sav
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import gymnasium as gym
 import pytest
 import rl_zoo3.exp_manager
 import yaml
-from helpers import logged_networks, read_scalars
+from helpers import logged_networks, read_scalars, zoo_train
 from rl_zoo3.utils import get_class_by_name
 from stable_baselines3 import SAC, TD3
 from stable_baselines3.common.callbacks import BaseCallback
@@ -20,7 +17,6 @@ from stable_baselines3.common.callbacks import BaseCallback
 ROOT = Path(__file__).resolve().parents[1]
 ZOO = ROOT / "zoo_configs"
 # One torch thread in the child too: on a small busy machine, intra-op threads make tiny ops much slower.
-SINGLE_THREAD_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 ALL_CONFIGS = sorted(ZOO.rglob("*.yml")) + sorted(ZOO.rglob("*.yaml"))
 MUJOCO = {"Hopper-v5", "Walker2d-v5", "HalfCheetah-v5", "Ant-v5", "Humanoid-v5"}
 ENV = "HalfCheetah-v5"
@@ -119,38 +115,8 @@ def lowered_reset_freq(conf: str, tmp_path: Path) -> Path:
     return out
 
 
-def zoo_train(algo: str, conf_file: Path, tmp_path: Path, n_steps: int = N_STEPS, params: tuple[str, ...] = ()):
-    cmd = [
-        sys.executable,
-        "-m",
-        "rl_zoo3.train",
-        "--algo",
-        algo,
-        "--env",
-        ENV,
-        "--gym-packages",
-        "sb3_plasticity",
-        "--conf-file",
-        str(conf_file),
-        "-n",
-        str(n_steps),
-        "--eval-freq",
-        "-1",
-        "--log-interval",
-        "1",
-        "-tb",
-        str(tmp_path / "tb"),
-        "-f",
-        str(tmp_path / "logs"),
-        "--seed",
-        "0",
-        "-params",
-        "learning_starts:100",
-        "train_freq:1",
-        *params,
-    ]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path, env=SINGLE_THREAD_ENV, check=False)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+def train_and_load(algo: str, conf_file: Path, tmp_path: Path, n_steps: int = N_STEPS, params: tuple[str, ...] = ()):
+    zoo_train(algo, ENV, conf_file, tmp_path, n_steps, ["-params", "learning_starts:100", "train_freq:1", *params])
     return (SAC if algo == "sac" else TD3).load(tmp_path / "logs" / algo / f"{ENV}_1" / f"{ENV}.zip", device="cpu")
 
 
@@ -161,7 +127,7 @@ def optimizer_lrs(model) -> dict[str, list[float]]:
 @pytest.mark.parametrize("conf", sorted(METHOD_CONFIGS))
 def test_zoo_run(tmp_path, conf):
     algo, method, _, lrs, net_arch = METHOD_CONFIGS[conf]
-    model = zoo_train(algo, lowered_reset_freq(conf, tmp_path), tmp_path)
+    model = train_and_load(algo, lowered_reset_freq(conf, tmp_path), tmp_path)
 
     scalars = read_scalars(tmp_path / "tb")
     if method is not None:
@@ -181,5 +147,5 @@ def test_zoo_run(tmp_path, conf):
 
 def test_td3_saved_actor_lr_after_odd_update_count(tmp_path):
     # 401 steps with learning_starts 100: 301 updates, the last one without an actor step.
-    model = zoo_train("td3", ZOO / "neuroplastic_expansion/td3.yml", tmp_path, N_STEPS + 1, ("learning_rate:1e-3",))
+    model = train_and_load("td3", ZOO / "neuroplastic_expansion/td3.yml", tmp_path, N_STEPS + 1, ("learning_rate:1e-3",))
     assert optimizer_lrs(model)["actor"] == [TD3_LR["actor"]]

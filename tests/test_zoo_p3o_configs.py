@@ -3,21 +3,17 @@ rl_zoo3 runs (HalfCheetah-v5) on copies scaled down for speed that run cycle-res
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import rl_zoo3.exp_manager
 import torch as th
 import yaml
-from helpers import read_scalars
+from helpers import read_scalars, zoo_train
 
 ROOT = Path(__file__).resolve().parents[1]
 P3O = ROOT / "zoo_configs" / "p3o"
 # One torch thread in the child too: on a small busy machine, intra-op threads make tiny ops much slower.
-SINGLE_THREAD_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 ENV = "HalfCheetah-v5"
 TASKS = {"Hopper-v5", "Walker2d-v5", "HalfCheetah-v5", "Ant-v5", "Humanoid-v5", "HumanoidStandup-v5"}
 LONG_TASKS = {"Humanoid-v5", "HumanoidStandup-v5"}  # 2e7 steps (our reading of Table 3's "1.25e7 / 2e7")
@@ -103,40 +99,10 @@ def scaled_down(conf: str, tmp_path: Path) -> Path:
     return out
 
 
-def zoo_train(algo: str, conf_file: Path, tmp_path: Path) -> None:
-    cmd = [
-        sys.executable,
-        "-m",
-        "rl_zoo3.train",
-        "--algo",
-        algo,
-        "--env",
-        ENV,
-        "--gym-packages",
-        "sb3_plasticity",
-        "--conf-file",
-        str(conf_file),
-        "-n",
-        str(TEST_STEPS[algo]),
-        "--eval-freq",
-        "-1",
-        "--log-interval",
-        "1",
-        "-tb",
-        str(tmp_path / "tb"),
-        "-f",
-        str(tmp_path / "logs"),
-        "--seed",
-        "0",
-    ]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path, env=SINGLE_THREAD_ENV, check=False)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-
-
 @pytest.mark.parametrize("conf", sorted(CONFIGS))
 def test_zoo_run(tmp_path, conf):
     algo, sbp, _ = CONFIGS[conf]
-    zoo_train(algo, scaled_down(conf, tmp_path), tmp_path)
+    zoo_train(algo, ENV, scaled_down(conf, tmp_path), tmp_path, TEST_STEPS[algo])
     scalars = read_scalars(tmp_path / "tb")
     cycle = sorted(t for t in scalars if t.startswith("plasticity/cycle_reset/"))
     distill = sorted(t for t in scalars if t.startswith("plasticity/distill/"))
