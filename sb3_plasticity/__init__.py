@@ -31,6 +31,7 @@ from sb3_plasticity.neurons import (
     Stage,
     discover,
 )
+from sb3_plasticity.policies import MaskedActorCriticPolicy, MaskedSACPolicy, MaskedTD3Policy
 from sb3_plasticity.surgery import (
     reinitialize_incoming,
     reset_layer,
@@ -40,6 +41,7 @@ from sb3_plasticity.surgery import (
     sync_twin,
     zero_outgoing,
 )
+from sb3_plasticity.topology import MaskedLinear, sync_masks
 
 __version__ = "0.1.0"
 
@@ -53,6 +55,10 @@ __all__ = [
     "GroupRecord",
     "InterventionCallback",
     "Layer",
+    "MaskedActorCriticPolicy",
+    "MaskedLinear",
+    "MaskedSACPolicy",
+    "MaskedTD3Policy",
     "NetworkLearningRateCallback",
     "NetworkPath",
     "NeuronDiscoveryError",
@@ -77,6 +83,7 @@ __all__ = [
     "reset_optimizer_state",
     "sample_batch",
     "shrink_perturb_layer",
+    "sync_masks",
     "sync_twin",
     "zero_outgoing",
 ]

@@ -1,0 +1,174 @@
+"""SB3's own TD3, SAC and actor-critic (PPO/A2C) policies with maskable hidden layers (NE paper, Sec. 3.2).
+
+``TD3(MaskedTD3Policy, env)`` builds SB3's TD3 policy and turns the hidden ``nn.Linear`` layers of every network
+into :class:`~sb3_plasticity.topology.MaskedLinear` *in place, before the optimizers exist* (so they, the target
+copies and ``save``/``load`` see the masked layers), then draws random masks:
+
+- the first and the last layer of each network stay dense (NE Sec. 3.2 (iii), ``dense_first_last=True``);
+  biases are never masked;
+- the masked layers of a network start at ``initial_density`` overall (default 0.25: NE Sec. 4.1, App. F.3,
+  starting sparsity 0.75), distributed across them Erdos-Renyi (``mask_distribution="erdos_renyi"``) or with the
+  same density everywhere (``"uniform"``). The density counts the maskable weights only: first and last layers
+  are dense by design and not part of the budget;
+- target networks start with the online masks (SB3 copies the state dict, buffers included).
+
+Growing and pruning the masks is the job of the Neuroplastic Expansion callback (not part of this module).
+These "masked" policies are unrelated to sb3-contrib's ``MaskableActorCriticPolicy`` (invalid-action masking).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.sac.policies import SACPolicy
+from stable_baselines3.td3.policies import TD3Policy
+from torch import nn
+
+from sb3_plasticity.topology import MaskedLinear, erdos_renyi_densities, random_mask
+
+__all__ = ["MaskedActorCriticPolicy", "MaskedSACPolicy", "MaskedTD3Policy"]
+
+DISTRIBUTIONS = ("erdos_renyi", "uniform")
+
+
+class _Masking:
+    """What the three policies share: their kwargs, the in-place conversion and the initial masks."""
+
+    initial_density: float
+    mask_distribution: str
+    dense_first_last: bool
+
+    def _set_masking(self, initial_density: float, mask_distribution: str, dense_first_last: bool) -> None:
+        if isinstance(initial_density, bool) or not isinstance(initial_density, (int, float)) or not 0 < initial_density <= 1:
+            raise ValueError(f"initial_density must be in (0, 1], got {initial_density!r}")
+        if mask_distribution not in DISTRIBUTIONS:
+            raise ValueError(f"mask_distribution must be one of {DISTRIBUTIONS}, got {mask_distribution!r}")
+        self.initial_density = float(initial_density)
+        self.mask_distribution = mask_distribution
+        self.dense_first_last = bool(dense_first_last)
+
+    def _masking_kwargs(self) -> dict[str, Any]:
+        return dict(
+            initial_density=self.initial_density,
+            mask_distribution=self.mask_distribution,
+            dense_first_last=self.dense_first_last,
+        )
+
+    def _mask_network(self, sequentials: list[nn.Sequential], has_output_after: bool) -> list[MaskedLinear]:
+        """Convert the Linear layers of one network's Sequentials (in data-flow order) and draw its masks.
+
+        :param has_output_after: the network's output layer comes after these Sequentials (SAC's mu/log_std,
+            PPO's action/value nets), so their last Linear is hidden, not the last layer.
+        """
+        slots = [(seq, i) for seq in sequentials for i, m in enumerate(seq) if isinstance(m, nn.Linear)]
+        if self.dense_first_last:
+            slots = slots[1:] if has_output_after else slots[1:-1]
+        layers = []
+        for seq, i in slots:
+            seq[i] = MaskedLinear.from_linear(seq[i])
+            layers.append(seq[i])
+        if layers:
+            shapes = [tuple(layer.weight.shape) for layer in layers]
+            if self.mask_distribution == "erdos_renyi":
+                densities = erdos_renyi_densities(shapes, self.initial_density)
+            else:
+                densities = [self.initial_density] * len(layers)
+            for layer, density in zip(layers, densities, strict=True):
+                layer.set_mask(random_mask(tuple(layer.weight.shape), density, device=layer.weight.device))
+        return layers
+
+
+class MaskedTD3Policy(_Masking, TD3Policy):
+    """SB3's ``TD3Policy`` (also for DDPG) with maskable hidden layers; see the module docstring.
+
+    :param initial_density: overall density of the masked layers of each network, in (0, 1] (default 0.25).
+    :param mask_distribution: ``"erdos_renyi"`` (default) or ``"uniform"``.
+    :param dense_first_last: keep the first and last layer of each network dense (default True).
+    """
+
+    def __init__(
+        self,
+        *args: Any,
+        initial_density: float = 0.25,
+        mask_distribution: str = "erdos_renyi",
+        dense_first_last: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        self._set_masking(initial_density, mask_distribution, dense_first_last)
+        super().__init__(*args, **kwargs)
+
+    def make_actor(self, features_extractor=None):
+        actor = super().make_actor(features_extractor)
+        self._mask_network([actor.mu], has_output_after=False)
+        return actor
+
+    def make_critic(self, features_extractor=None):
+        critic = super().make_critic(features_extractor)
+        for q_net in critic.q_networks:  # each Q-network is a network of its own: first and last layer dense
+            self._mask_network([q_net], has_output_after=False)
+        return critic
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        return {**super()._get_constructor_parameters(), **self._masking_kwargs()}
+
+
+class MaskedSACPolicy(_Masking, SACPolicy):
+    """SB3's ``SACPolicy`` with maskable hidden layers; the parameters are those of :class:`MaskedTD3Policy`."""
+
+    def __init__(
+        self,
+        *args: Any,
+        initial_density: float = 0.25,
+        mask_distribution: str = "erdos_renyi",
+        dense_first_last: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        self._set_masking(initial_density, mask_distribution, dense_first_last)
+        super().__init__(*args, **kwargs)
+
+    def make_actor(self, features_extractor=None):
+        actor = super().make_actor(features_extractor)
+        self._mask_network([actor.latent_pi], has_output_after=True)  # mu and log_std are the output layers
+        return actor
+
+    def make_critic(self, features_extractor=None):
+        critic = super().make_critic(features_extractor)
+        for q_net in critic.q_networks:
+            self._mask_network([q_net], has_output_after=False)
+        return critic
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        return {**super()._get_constructor_parameters(), **self._masking_kwargs()}
+
+
+class MaskedActorCriticPolicy(_Masking, ActorCriticPolicy):
+    """SB3's ``ActorCriticPolicy`` (PPO, A2C) with maskable hidden layers in ``mlp_extractor``'s policy and value
+    branches (``action_net`` and ``value_net`` are the dense output layers); parameters as :class:`MaskedTD3Policy`.
+    """
+
+    def __init__(
+        self,
+        *args: Any,
+        initial_density: float = 0.25,
+        mask_distribution: str = "erdos_renyi",
+        dense_first_last: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        self._set_masking(initial_density, mask_distribution, dense_first_last)
+        super().__init__(*args, **kwargs)
+
+    def _build_mlp_extractor(self) -> None:
+        super()._build_mlp_extractor()
+        self._mask_network([self.mlp_extractor.policy_net], has_output_after=True)
+        self._mask_network([self.mlp_extractor.value_net], has_output_after=True)
+
+    def _build(self, lr_schedule) -> None:
+        super()._build(lr_schedule)
+        # SB3's orthogonal init ran after the conversion and refilled the masked weights: zero them again
+        for module in self.modules():
+            if isinstance(module, MaskedLinear):
+                module.apply_mask()
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        return {**super()._get_constructor_parameters(), **self._masking_kwargs()}
