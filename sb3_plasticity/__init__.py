@@ -3,6 +3,7 @@
 Everything a user needs is importable from here.
 """
 
+from sb3_plasticity.buffers import ExperienceReviewBuffer
 from sb3_plasticity.capture import Capture, GroupRecord, probe, sample_batch
 from sb3_plasticity.methods import (
     CBPCallback,
@@ -51,6 +52,7 @@ __all__ = [
     "Consumer",
     "CycleResetDistillCallback",
     "DefaultInit",
+    "ExperienceReviewBuffer",
     "GraMaResetCallback",
     "GroupRecord",
     "InterventionCallback",
