@@ -201,3 +201,17 @@ def test_cursor_survives_save_and_load(tmp_path):
     cb2 = CycleResetDistillCallback(reset_freq=200, reset_rate=0.25)
     cb2.init_callback(loaded)
     assert cb2.cycle_index == 1 and cb2.total_distill_epochs == cb.total_distill_epochs
+
+
+def test_sac_event_leaves_the_critic_and_its_target_untouched():
+    model = SAC("MlpPolicy", "Pendulum-v1", policy_kwargs=dict(net_arch=[16, 16]), learning_starts=50, seed=0, device="cpu")
+    model.learn(120)
+    critic = {k: v.clone() for k, v in model.critic.state_dict().items()}
+    target = {k: v.clone() for k, v in model.critic_target.state_dict().items()}
+    actor = {k: v.clone() for k, v in model.actor.state_dict().items()}
+    cb = CycleResetDistillCallback(reset_freq=1, reset_rate=0.25, alpha=0.8, distill_samples=64, max_distill_epochs=2)
+    cb.init_callback(model)
+    cb.run_event()
+    assert all(th.equal(v, critic[k]) for k, v in model.critic.state_dict().items())
+    assert all(th.equal(v, target[k]) for k, v in model.critic_target.state_dict().items())
+    assert any(not th.equal(v, actor[k]) for k, v in model.actor.state_dict().items())  # the actor did change
