@@ -33,11 +33,31 @@ DISTRIBUTIONS = ("erdos_renyi", "uniform")
 
 
 class _Masking:
-    """What the three policies share: their kwargs, the in-place conversion and the initial masks."""
+    """What the three policies share: their kwargs, the in-place conversion and the initial masks.
+
+    :param initial_density: overall density of the masked layers of each network, in (0, 1] (default 0.25).
+    :param mask_distribution: ``"erdos_renyi"`` (default) or ``"uniform"``.
+    :param dense_first_last: keep the first and last layer of each network dense (default True).
+    """
 
     initial_density: float
     mask_distribution: str
     dense_first_last: bool
+
+    def __init__(
+        self,
+        *args: Any,
+        initial_density: float = 0.25,
+        mask_distribution: str = "erdos_renyi",
+        dense_first_last: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        # set before SB3's __init__, which builds the networks (make_actor / _build_mlp_extractor) right away
+        self._set_masking(initial_density, mask_distribution, dense_first_last)
+        super().__init__(*args, **kwargs)
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        return {**super()._get_constructor_parameters(), **self._masking_kwargs()}
 
     def _set_masking(self, initial_density: float, mask_distribution: str, dense_first_last: bool) -> None:
         if isinstance(initial_density, bool) or not isinstance(initial_density, (int, float)) or not 0 < initial_density <= 1:
@@ -87,17 +107,6 @@ class MaskedTD3Policy(_Masking, TD3Policy):
     :param dense_first_last: keep the first and last layer of each network dense (default True).
     """
 
-    def __init__(
-        self,
-        *args: Any,
-        initial_density: float = 0.25,
-        mask_distribution: str = "erdos_renyi",
-        dense_first_last: bool = True,
-        **kwargs: Any,
-    ) -> None:
-        self._set_masking(initial_density, mask_distribution, dense_first_last)
-        super().__init__(*args, **kwargs)
-
     def make_actor(self, features_extractor=None):
         actor = super().make_actor(features_extractor)
         self._mask_network([actor.mu], has_output_after=False)
@@ -109,23 +118,9 @@ class MaskedTD3Policy(_Masking, TD3Policy):
             self._mask_network([q_net], has_output_after=False)
         return critic
 
-    def _get_constructor_parameters(self) -> dict[str, Any]:
-        return {**super()._get_constructor_parameters(), **self._masking_kwargs()}
-
 
 class MaskedSACPolicy(_Masking, SACPolicy):
     """SB3's ``SACPolicy`` with maskable hidden layers; the parameters are those of :class:`MaskedTD3Policy`."""
-
-    def __init__(
-        self,
-        *args: Any,
-        initial_density: float = 0.25,
-        mask_distribution: str = "erdos_renyi",
-        dense_first_last: bool = True,
-        **kwargs: Any,
-    ) -> None:
-        self._set_masking(initial_density, mask_distribution, dense_first_last)
-        super().__init__(*args, **kwargs)
 
     def make_actor(self, features_extractor=None):
         actor = super().make_actor(features_extractor)
@@ -138,25 +133,11 @@ class MaskedSACPolicy(_Masking, SACPolicy):
             self._mask_network([q_net], has_output_after=False)
         return critic
 
-    def _get_constructor_parameters(self) -> dict[str, Any]:
-        return {**super()._get_constructor_parameters(), **self._masking_kwargs()}
-
 
 class MaskedActorCriticPolicy(_Masking, ActorCriticPolicy):
     """SB3's ``ActorCriticPolicy`` (PPO, A2C) with maskable hidden layers in ``mlp_extractor``'s policy and value
     branches (``action_net`` and ``value_net`` are the dense output layers); parameters as :class:`MaskedTD3Policy`.
     """
-
-    def __init__(
-        self,
-        *args: Any,
-        initial_density: float = 0.25,
-        mask_distribution: str = "erdos_renyi",
-        dense_first_last: bool = True,
-        **kwargs: Any,
-    ) -> None:
-        self._set_masking(initial_density, mask_distribution, dense_first_last)
-        super().__init__(*args, **kwargs)
 
     def _build_mlp_extractor(self) -> None:
         super()._build_mlp_extractor()
@@ -169,6 +150,3 @@ class MaskedActorCriticPolicy(_Masking, ActorCriticPolicy):
         for module in self.modules():
             if isinstance(module, MaskedLinear):
                 module.apply_mask()
-
-    def _get_constructor_parameters(self) -> dict[str, Any]:
-        return {**super()._get_constructor_parameters(), **self._masking_kwargs()}
