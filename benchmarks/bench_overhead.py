@@ -31,15 +31,13 @@ import argparse
 import inspect
 import json
 import os
-import platform
 import statistics
-import sys
 import tempfile
 import time
 from typing import Any
 
-import stable_baselines3
 import torch
+from common import machine_info
 from stable_baselines3 import SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
 
@@ -106,18 +104,6 @@ def timed_run(args: argparse.Namespace, monitor: bool, seed: int, timesteps: int
     if callback is None:
         return elapsed, 0
     return elapsed, callback.n_logged if args.method == "monitor" else callback.n_events
-
-
-def machine_info() -> dict[str, Any]:
-    """Versions and hardware facts stored with the results."""
-    return {
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "platform": platform.platform(),
-        "python": sys.version.split()[0],
-        "torch": torch.__version__,
-        "stable_baselines3": stable_baselines3.__version__,
-    }
 
 
 def print_table(pairs: list[dict[str, float]]) -> None:

@@ -47,15 +47,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
-import sys
 import tempfile
 import time
 from typing import Any
 
-import stable_baselines3
 import torch
+from common import machine_info
 from stable_baselines3 import PPO
 
 from sb3_plasticity import CycleResetDistillCallback
@@ -141,18 +139,6 @@ def timed_run(
         elapsed = time.perf_counter() - start
         model.get_env().close()
     return elapsed, model, callback
-
-
-def machine_info() -> dict[str, Any]:
-    """Versions and hardware facts stored with the results."""
-    return {
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "platform": platform.platform(),
-        "python": sys.version.split()[0],
-        "torch": torch.__version__,
-        "stable_baselines3": stable_baselines3.__version__,
-    }
 
 
 def pair_result(plain_s: float, p3o_s: float, model: PPO, callback: TimedCycleResetDistill) -> dict[str, Any]:
