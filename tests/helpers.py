@@ -9,6 +9,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import torch as th
+from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.envs import FakeImageEnv
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -132,3 +133,34 @@ def zoo_train(algo: str, env_id: str, conf_file: Path, tmp_path: Path, n_steps: 
     ]  # fmt: skip
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path, env=SINGLE_THREAD_ENV, check=False)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+class HookSpy(BaseCallback):
+    """Put after the callback under test: the most forward hooks, optimizer step pre-hooks and post-hooks seen on the
+    model at any step."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.max_forward = 0
+        self.max_step_pre = 0
+        self.max_step_post = 0
+
+    def _on_step(self) -> bool:
+        optimizers = model_optimizers(self.model)
+        self.max_forward = max(self.max_forward, forward_hook_count(self.model.policy.modules()))
+        self.max_step_pre = max(self.max_step_pre, step_pre_hook_count(optimizers))
+        self.max_step_post = max(self.max_step_post, step_post_hook_count(optimizers))
+        return True
+
+
+class RaiseAt(BaseCallback):
+    """Raises inside learn() once ``step`` env steps are reached (an interrupted run)."""
+
+    def __init__(self, step: int) -> None:
+        super().__init__()
+        self.step = step
+
+    def _on_step(self) -> bool:
+        if self.num_timesteps >= self.step:
+            raise RuntimeError("interrupted")
+        return True

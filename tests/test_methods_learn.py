@@ -13,7 +13,7 @@ from typing import Any
 import gymnasium as gym
 import pytest
 import torch as th
-from helpers import forward_hook_count, model_optimizers, read_scalars, step_post_hook_count
+from helpers import HookSpy, RaiseAt, forward_hook_count, model_optimizers, read_scalars
 from stable_baselines3 import DQN, PPO, SAC, TD3
 from stable_baselines3.common.callbacks import BaseCallback
 
@@ -197,20 +197,6 @@ def check_ratios_and_drift(logged: dict[str, Series], ratio: str, drift: str, ne
 # ----------------------------------------------------------------------------------------------------
 # Hooks
 # ----------------------------------------------------------------------------------------------------
-class HookSpy(BaseCallback):
-    """Put after the method: the most forward hooks and optimizer step post-hooks on the model at any step."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.max_forward = 0
-        self.max_step_post = 0
-
-    def _on_step(self) -> bool:
-        self.max_forward = max(self.max_forward, forward_hook_count(self.model.policy.modules()))
-        self.max_step_post = max(self.max_step_post, step_post_hook_count(model_optimizers(self.model)))
-        return True
-
-
 def assert_hooks_released(model, fresh_step_ok: bool = True) -> None:
     """No forward hook, no step post-hook; the only step pre-hook allowed is surgery's fresh-step hook, and only while
     it still has entries pending (reset entries whose gradient has been 0 since their reset)."""
@@ -633,17 +619,6 @@ def test_claims_do_not_outlive_an_interrupted_learn(tmp_path):
     cbp = CBP.make(networks="critic")
     model.learn(300, callback=cbp)
     assert cbp.n_events >= 2 and cbp.total_reset > 0
-
-
-class RaiseAt(BaseCallback):
-    def __init__(self, step: int) -> None:
-        super().__init__()
-        self.step = step
-
-    def _on_step(self) -> bool:
-        if self.num_timesteps >= self.step:
-            raise RuntimeError("interrupted")
-        return True
 
 
 # ----------------------------------------------------------------------------------------------------

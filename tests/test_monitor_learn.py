@@ -12,6 +12,8 @@ from helpers import (
     NORM_METRICS,
     ONLINE_ONLY_METRICS,
     RATIO_METRICS,
+    HookSpy,
+    RaiseAt,
     Scalars,
     forward_hook_count,
     image_env,
@@ -23,10 +25,9 @@ from helpers import (
     read_scalars,
     run_dirs,
     split_tag,
-    step_pre_hook_count,
 )
 from stable_baselines3 import A2C, DDPG, PPO, SAC, TD3
-from stable_baselines3.common.callbacks import BaseCallback, EvalCallback
+from stable_baselines3.common.callbacks import EvalCallback
 
 from sb3_plasticity import PlasticityMonitorCallback
 
@@ -115,31 +116,6 @@ def check_structure(scalars: Scalars, layers: dict[str, set[str]], conv_layers: 
             assert metrics == expected, (network, layer)
         if network.endswith("_target"):
             assert ranked and ranked != set(names) - set(conv_layers), (network, ranked)
-
-
-class HookSpy(BaseCallback):
-    """Put after the monitor: the most forward hooks and optimizer step pre-hooks on the model at any step."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.max_forward = 0
-        self.max_step_pre = 0
-
-    def _on_step(self) -> bool:
-        self.max_forward = max(self.max_forward, forward_hook_count(self.model.policy.modules()))
-        self.max_step_pre = max(self.max_step_pre, step_pre_hook_count(model_optimizers(self.model)))
-        return True
-
-
-class RaiseAt(BaseCallback):
-    def __init__(self, step: int) -> None:
-        super().__init__()
-        self.step = step
-
-    def _on_step(self) -> bool:
-        if self.num_timesteps >= self.step:
-            raise RuntimeError("interrupted")
-        return True
 
 
 def assert_no_hooks(model) -> None:
