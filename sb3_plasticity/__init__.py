@@ -10,8 +10,10 @@ from sb3_plasticity.methods import (
     CycleResetDistillCallback,
     GraMaResetCallback,
     InterventionCallback,
+    NECallback,
     NetworkLearningRateCallback,
     NeuronResetCallback,
+    NeuroplasticExpansionCallback,
     PlasticityCallback,
     PlasticityMonitorCallback,
     PolicyProbe,
@@ -42,7 +44,7 @@ from sb3_plasticity.surgery import (
     sync_twin,
     zero_outgoing,
 )
-from sb3_plasticity.topology import MaskedLinear, sync_masks
+from sb3_plasticity.topology import MaskedLinear, WeightClip, cosine_grow_rate, sync_masks
 
 __version__ = "0.1.0"
 
@@ -61,12 +63,14 @@ __all__ = [
     "MaskedLinear",
     "MaskedSACPolicy",
     "MaskedTD3Policy",
+    "NECallback",
     "NetworkLearningRateCallback",
     "NetworkPath",
     "NeuronDiscoveryError",
     "NeuronGroup",
     "NeuronModel",
     "NeuronResetCallback",
+    "NeuroplasticExpansionCallback",
     "OrthogonalInit",
     "PlasticityCallback",
     "PlasticityMonitorCallback",
@@ -75,8 +79,10 @@ __all__ = [
     "ResetCallback",
     "ShrinkPerturbCallback",
     "Stage",
+    "WeightClip",
     "__version__",
     "alpha_dkl",
+    "cosine_grow_rate",
     "discover",
     "probe",
     "reinitialize_incoming",

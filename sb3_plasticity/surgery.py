@@ -51,6 +51,7 @@ __all__ = [
     "release_fresh_steps",
     "reset_layer",
     "reset_neurons",
+    "reset_optimizer_entries",
     "reset_optimizer_state",
     "shrink_perturb_layer",
     "sync_twin",
@@ -256,6 +257,14 @@ def reset_optimizer_state(
         return
     entries = (_incoming_entries(group, idx) if incoming else []) + (_outgoing_entries(group, idx) if outgoing else [])
     _reset_entries(entries, group.optimizers, fresh_step)
+
+
+def reset_optimizer_entries(
+    param: nn.Parameter, entries: th.Tensor, optimizers: Sequence[th.optim.Optimizer], fresh_step: bool = True
+) -> None:
+    """Zero the optimizer state of ``param[entries]`` (a bool mask or an index) in ``optimizers``, with a fresh
+    Adam first step as in :func:`reset_optimizer_state` (used for connections grown by Neuroplastic Expansion)."""
+    _reset_entries([(param, (entries,))], optimizers, fresh_step)
 
 
 @th.no_grad()

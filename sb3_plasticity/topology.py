@@ -9,18 +9,38 @@ networks after every topology change.
 Masked connections contribute nothing to the output and get a zero gradient, so their Adam moments stay at zero;
 their stored weights are kept at zero too (:meth:`MaskedLinear.apply_mask`).
 
+The selection rules of Neuroplastic Expansion live here too, so the method's file reads like its pseudocode:
+:func:`cosine_grow_rate` (the growth schedule), :func:`grow_connections` (top-k inactive connections by a score,
+NE Sec. 3.2), :func:`masked_connections_per_neuron` and :func:`truncate_prune` (NE Alg. 2), :func:`prune_neurons`
+(cut a neuron's maskable connections) and :class:`WeightClip` (NE Alg. 1, after Elsayed et al. 2024).
+
 Not to be confused with sb3-contrib's "Maskable" classes (``MaskablePPO``), which mask invalid *actions*.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import torch as th
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["MaskedLinear", "erdos_renyi_densities", "masked_layers", "random_mask", "sync_masks"]
+from sb3_plasticity.neurons import NeuronGroup
+
+__all__ = [
+    "MaskedLinear",
+    "WeightClip",
+    "cosine_grow_rate",
+    "erdos_renyi_densities",
+    "grow_connections",
+    "masked_connections_per_neuron",
+    "masked_layers",
+    "prune_neurons",
+    "random_mask",
+    "sync_masks",
+    "truncate_prune",
+]
 
 
 class MaskedLinear(nn.Linear):
@@ -125,3 +145,133 @@ def sync_masks(online: nn.Module, target: nn.Module) -> None:
         if twin is None:
             raise ValueError(f"target network has no masked layer {name!r}")
         twin.set_mask(layer.mask)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Neuroplastic Expansion: growth, pruning, clipping
+# ----------------------------------------------------------------------------------------------------
+def cosine_grow_rate(grow_rate: float, step: int, end_step: int) -> float:
+    """``rate_t = grow_rate / 2 * (1 + cos(pi * t / T_end))`` (NE Sec. 3.2, App. F.5); 0 from ``end_step`` on."""
+    if step >= end_step:
+        return 0.0
+    return grow_rate / 2.0 * (1.0 + math.cos(math.pi * step / end_step))
+
+
+@th.no_grad()
+def grow_connections(layer: MaskedLinear, scores: th.Tensor, rate: float) -> th.Tensor:
+    """Switch on the ``k = floor(rate * inactive)`` inactive connections of ``layer`` with the highest ``scores``.
+
+    NE Sec. 3.2: ``I_grow = ArgTopk_{i not in theta}(|dL/dW|)`` with ``k`` a fraction of the layer's remaining
+    capacity. The grown weights keep their stored value, 0, so the layer's function does not change at the event.
+
+    :param scores: a score per weight (the dense gradient magnitude, or random numbers for random growth).
+    :param rate: fraction of the inactive connections to grow, in [0, 1].
+    :return: bool mask of the grown connections (the weight's shape).
+    """
+    inactive = layer.mask == 0
+    k = int(rate * int(inactive.sum()))
+    grown = th.zeros_like(inactive)
+    if k > 0:
+        masked_scores = th.where(inactive, scores.to(layer.weight.dtype), th.full_like(layer.weight, -math.inf))
+        grown.view(-1)[th.topk(masked_scores.flatten(), k, sorted=False).indices] = True
+        layer.mask[grown] = 1.0
+    return grown
+
+
+def _maskable_columns(group: NeuronGroup) -> list[tuple[MaskedLinear, th.Tensor]]:
+    """``(consumer, columns)`` for every masked consumer: ``columns[i]`` are the inputs that read neuron ``i``."""
+    out = []
+    for consumer in group.consumers:
+        if isinstance(consumer.module, MaskedLinear):
+            neurons = th.arange(group.n_neurons, device=consumer.module.weight.device)
+            out.append((consumer.module, consumer.input_index(neurons).reshape(group.n_neurons, -1)))
+    return out
+
+
+@th.no_grad()
+def masked_connections_per_neuron(group: NeuronGroup) -> th.Tensor:
+    """Active maskable connections of each neuron: its incoming row (when the producer is a :class:`MaskedLinear`)
+    plus its columns in masked consumers. Connections of dense layers are not counted: they cannot be pruned."""
+    counts = th.zeros(group.n_neurons, device=group.producer.weight.device)
+    if isinstance(group.producer, MaskedLinear):
+        counts += group.producer.mask.sum(dim=1)
+    for layer, columns in _maskable_columns(group):
+        counts += layer.mask.sum(dim=0)[columns].sum(dim=1).to(counts.device)
+    return counts
+
+
+def truncate_prune(
+    candidates: list[tuple[NeuronGroup, th.Tensor, th.Tensor]], budget: int, generator: th.Generator | None = None
+) -> dict[NeuronGroup, th.Tensor]:
+    """NE Alg. 2 (truncate process) by whole neurons: visit the candidate neurons in random order and keep each
+    one whose connections still fit in ``budget`` (at most ``budget`` connections pruned in all).
+
+    :param candidates: ``(group, neuron indices, connections per listed neuron)``.
+    :param budget: the most connections to prune (``omega * |I_grow|``).
+    :return: the neurons to prune, per group.
+    """
+    flat = [
+        (group, neuron, n)
+        for group, idx, counts in candidates
+        for neuron, n in zip(idx.tolist(), counts.long().tolist(), strict=True)
+    ]
+    chosen: dict[NeuronGroup, list[int]] = {}
+    left = budget
+    for j in th.randperm(len(flat), generator=generator).tolist():
+        group, neuron, n = flat[j]
+        if 0 < n <= left:
+            chosen.setdefault(group, []).append(neuron)
+            left -= n
+    return {g: th.tensor(sorted(idx), dtype=th.long) for g, idx in chosen.items()}
+
+
+@th.no_grad()
+def prune_neurons(group: NeuronGroup, neurons: th.Tensor) -> int:
+    """Remove every maskable connection of ``neurons`` (incoming row, columns in masked consumers) and zero those
+    weights; returns the number of connections removed."""
+    removed = 0
+    if neurons.numel() == 0:
+        return 0
+    if isinstance(group.producer, MaskedLinear):
+        rows = neurons.to(group.producer.mask.device)
+        removed += int(group.producer.mask[rows].sum())
+        group.producer.mask[rows] = 0.0
+        group.producer.apply_mask()
+    for layer, columns in _maskable_columns(group):
+        cols = columns[neurons.to(columns.device)].reshape(-1)
+        removed += int(layer.mask[:, cols].sum())
+        layer.mask[:, cols] = 0.0
+        layer.apply_mask()
+    return removed
+
+
+class WeightClip:
+    """Keep chosen weights of masked layers within ``[-kappa * s_l, kappa * s_l]``, ``s_l = 1 / sqrt(fan_in)``
+    (NE Alg. 1, after Elsayed et al. 2024), by clamping after every optimizer step.
+
+    :param kappa: the clipping factor (NE App. C: 3 for MuJoCo, 2 for pixels).
+    """
+
+    def __init__(self, kappa: float) -> None:
+        self.kappa = kappa
+        self.clipped: dict[MaskedLinear, th.Tensor] = {}  # bool: which weights of the layer are clipped
+        self._bounds: dict[MaskedLinear, tuple[th.Tensor, th.Tensor]] = {}
+
+    def bound(self, layer: MaskedLinear) -> float:
+        return self.kappa / math.sqrt(layer.in_features)
+
+    def add(self, layer: MaskedLinear, entries: th.Tensor) -> None:
+        """Clip ``entries`` (bool, the weight's shape) of ``layer`` from now on (and clip them now)."""
+        mask = self.clipped.get(layer)
+        mask = entries.clone() if mask is None else mask | entries
+        self.clipped[layer] = mask
+        b = self.bound(layer)
+        inf = th.full_like(layer.weight, math.inf)
+        self._bounds[layer] = (th.where(mask, -b, -inf), th.where(mask, b, inf))
+        self.apply(layer)
+
+    @th.no_grad()
+    def apply(self, layer: MaskedLinear | None = None) -> None:
+        """Clamp the clipped weights (of one layer, or all)."""
+        for lay, (low, high) in self._bounds.items() if layer is None else [(layer, self._bounds[layer])]:
+            lay.weight.clamp_(low, high)

@@ -7,6 +7,7 @@ from sb3_plasticity.methods.intervention import InterventionCallback
 from sb3_plasticity.methods.learning_rates import NetworkLearningRateCallback
 from sb3_plasticity.methods.monitor import PlasticityMonitorCallback
 from sb3_plasticity.methods.neuron_reset import NeuronResetCallback
+from sb3_plasticity.methods.neuroplastic_expansion import NECallback, NeuroplasticExpansionCallback
 from sb3_plasticity.methods.redo import ReDoCallback
 from sb3_plasticity.methods.regrama import GraMaResetCallback
 from sb3_plasticity.methods.reset import ResetCallback
@@ -18,8 +19,10 @@ __all__ = [
     "CycleResetDistillCallback",
     "GraMaResetCallback",
     "InterventionCallback",
+    "NECallback",
     "NetworkLearningRateCallback",
     "NeuronResetCallback",
+    "NeuroplasticExpansionCallback",
     "PlasticityCallback",
     "PlasticityMonitorCallback",
     "PolicyProbe",

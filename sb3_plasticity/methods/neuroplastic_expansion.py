@@ -1,0 +1,424 @@
+"""Neuroplastic Expansion (Liu et al., NE paper Sec. 3.2, Alg. 1-2): grow by gradient, prune dormant neurons,
+review old experience."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import torch as th
+from torch import nn
+
+from sb3_plasticity.buffers import ExperienceReviewBuffer
+from sb3_plasticity.capture import Capture
+from sb3_plasticity.methods.base import PlasticityCallback, check_nonnegative, check_positive_int, check_range
+from sb3_plasticity.metrics import active_mask, dormant_mask
+from sb3_plasticity.neurons import NeuronGroup
+from sb3_plasticity.surgery import release_fresh_steps, reset_neurons, reset_optimizer_entries
+from sb3_plasticity.topology import (
+    MaskedLinear,
+    WeightClip,
+    cosine_grow_rate,
+    grow_connections,
+    masked_connections_per_neuron,
+    masked_layers,
+    prune_neurons,
+    sync_masks,
+    truncate_prune,
+)
+
+__all__ = ["NECallback", "NeuroplasticExpansionCallback"]
+
+GROWTH = ("gradient", "random")
+CLIP_SCOPES = ("grown", "all")
+
+
+class NeuroplasticExpansionCallback(PlasticityCallback):
+    """Neuroplastic Expansion: start sparse, grow the connections with the largest gradients, prune dormant
+    neurons, and feed the critic's active-neuron ratio to an :class:`~sb3_plasticity.ExperienceReviewBuffer`.
+
+    Use with a masked policy::
+
+        model = TD3(MaskedTD3Policy, env, replay_buffer_class=ExperienceReviewBuffer)
+        model.learn(n, callback=NeuroplasticExpansionCallback())
+
+    Every ``grow_interval`` env steps before ``end_step`` an event is due. The algorithm's next training pass
+    is recorded (the critic's TD-loss pass and the actor's policy-loss pass; PPO's first minibatch), and once a
+    network's pass is in, for that network (NE Alg. 1):
+
+    1. **Grow** (NE Sec. 3.2): in every masked layer, switch on the ``k = floor(rate_t * inactive)`` inactive
+       connections with the largest dense gradient ``|dL/dW|`` of that pass (``growth="random"``: uniformly at
+       random, the naive growth of NE Fig. 2-3), ``rate_t = grow_rate / 2 * (1 + cos(pi * t / end_step))``, ``t``
+       the step the event was due. Grown weights start at 0 (the function is unchanged at the event), their Adam
+       state is fresh, and from then on they are clipped to ``[-kappa / sqrt(fan_in), kappa / sqrt(fan_in)]``
+       after every optimizer step (NE Alg. 1, "weight clipping for the newly added" connections).
+    2. **Prune** (NE Sec. 3.2, Alg. 2): neurons that are dormant at ``tau`` on the recorded batch (``tau = 0``:
+       output 0 on every sample) and still hold maskable connections are visited in random order; each one
+       whose connections fit in the budget ``floor(prune_ratio * grown)`` of its network loses all of them
+       (its incoming row if its layer is masked, its columns in masked consumers) and is re-initialised the
+       ReDo way (fresh incoming weights and bias, zeroed outgoing weights, fresh optimizer state), so it can be
+       grown back.
+    3. Target networks get the online masks (:func:`~sb3_plasticity.topology.sync_masks`).
+
+    Every training pass the critic's active-neuron ratio (NE Eq. 1, pooled over its hidden layers, over the
+    neurons that exist) is measured on the TD-loss batch and fed to the replay buffer when it is an
+    :class:`~sb3_plasticity.ExperienceReviewBuffer` (its ``review_window`` measurements make epsilon).
+
+    Logged (TensorBoard, written at once): per event ``plasticity/ne/grown``, ``pruned`` (connections),
+    ``pruned_neurons``, ``grow_rate``, ``plasticity/ne/<network>/grown|pruned``, ``plasticity/ne/<network>/<layer>/
+    grown``; per event and every ``log_freq`` steps ``plasticity/<network>/density`` and
+    ``plasticity/<network>/<layer>/density`` (fraction of the masked layers' connections that exist),
+    ``plasticity/ne/<network>/active_ratio`` (mean over the passes measured since the last log),
+    ``plasticity/ne/epsilon`` and ``plasticity/ne/review_fraction`` (review batches among those sampled since the
+    last log) with an experience review buffer.
+
+    Decisions where the paper is open (``docs/methods.md``): App. C's "decay weight alpha = 0.02" has no place in
+    the paper's equations (Sec. 3.2's alpha is the cosine's amplitude, which App. C gives per task as the grow
+    number 0.15 or 0.01) and is not used; the truncation keeps whole neurons and counts connections, per network;
+    ``t`` and the interval are env steps (the official code counts updates).
+
+    :param grow_interval: env steps between events (Delta T; default 20_000, NE App. C; 25_000 Humanoid/Ant).
+    :param grow_rate: ``rate_0``, the fraction of a layer's remaining capacity grown at ``t = 0``, in (0, 1]
+        (default 0.15, NE App. C; 0.01 Humanoid/Ant).
+    :param prune_ratio: omega, pruned connections per grown connection at most, in [0, 1) (default 0.2, NE App. C;
+        0.4 Humanoid/Ant).
+    :param end_step: T_end in env steps, no event from then on (default: the end of the current ``learn()``,
+        ``model._total_timesteps``: NE App. C "ending step is the max training step").
+    :param tau: dormancy threshold of the pruning (ReDo score ``<=``; default 0, NE Sec. 3.2).
+    :param clip_kappa: kappa of the weight clipping (default 3, NE App. C for MuJoCo; 2 for pixels); None: no
+        clipping.
+    :param clip_scope: ``"grown"`` (default, NE Alg. 1): the grown connections; ``"all"``: every weight of the
+        masked layers from the start (Elsayed et al. 2024's clipping).
+    :param networks: networks to grow (default: every trainable network with masked layers: ``actor`` and
+        ``critic``, or ``policy`` and ``value``); ``("actor",)`` / ``("critic",)`` are NE Fig. 9b's ablations.
+    :param growth: ``"gradient"`` (default) or ``"random"``.
+    :param prune: prune dormant neurons after growing (default True; False is NE Table 4's ablation).
+    :param log_freq: env steps between the density / active-ratio / review logs (default 1000).
+    :param verbose: 0 silent, 1 prints each event.
+    """
+
+    method: ClassVar[str] = "ne"
+    claims_neurons = True
+    trainable_only = True
+    state_key: ClassVar[str] = "ne"  # type: ignore[misc]
+
+    def __init__(
+        self,
+        grow_interval: int = 20_000,
+        grow_rate: float = 0.15,
+        prune_ratio: float = 0.2,
+        end_step: int | None = None,
+        tau: float = 0.0,
+        clip_kappa: float | None = 3.0,
+        clip_scope: str = "grown",
+        networks: str | Sequence[str] | None = None,
+        growth: str = "gradient",
+        prune: bool = True,
+        log_freq: int = 1000,
+        verbose: int = 0,
+    ) -> None:
+        super().__init__(networks, verbose)
+        self.grow_interval = check_positive_int("grow_interval", grow_interval)
+        self.grow_rate = check_range("grow_rate", grow_rate, 0.0, 1.0, low_open=True)
+        self.prune_ratio = check_range("prune_ratio", prune_ratio, 0.0, 1.0, high_open=True)
+        self.end_step = None if end_step is None else check_positive_int("end_step", end_step)
+        self.tau = check_nonnegative("tau", tau)
+        self.clip_kappa = None if clip_kappa is None else check_range("clip_kappa", clip_kappa, 0.0, low_open=True)
+        if clip_scope not in CLIP_SCOPES:
+            raise ValueError(f"clip_scope must be one of {CLIP_SCOPES}, got {clip_scope!r}")
+        if growth not in GROWTH:
+            raise ValueError(f"growth must be one of {GROWTH}, got {growth!r}")
+        if not isinstance(prune, bool):
+            raise ValueError(f"prune must be True or False, got {prune!r}")
+        self.clip_scope = clip_scope
+        self.growth = growth
+        self.prune = prune
+        self.log_freq = check_positive_int("log_freq", log_freq)
+        self.n_events = 0
+        self.total_grown = 0
+        self.total_pruned = 0
+        self.t_end = 0
+        self.masked: dict[str, list[tuple[str, MaskedLinear]]] = {}
+        self.meter: Capture | None = None
+        self.clip: WeightClip | None = None
+        self.review_buffer: ExperienceReviewBuffer | None = None
+        self._event_step: int | None = None
+        self._pending: set[str] = set()
+        self._grads: dict[MaskedLinear, th.Tensor] = {}
+        self._event_log: dict[str, float] = {}
+        self._ratios: dict[str, list[float]] = {}
+        self._handles: list = []
+        self._next_event = 0
+        self._next_log = 0
+        self._review_counts = (0, 0)
+
+    # -- the method (NE Alg. 1) ---------------------------------------------------------------------------
+    def expand(self, network: str) -> None:
+        """Grow, then prune, one network on its recorded training pass."""
+        rate = cosine_grow_rate(self.grow_rate, self._event_step, self.t_end)
+        grown = 0
+        for name, layer in self.masked[network]:
+            new = grow_connections(layer, self.grow_scores(layer), rate)
+            reset_optimizer_entries(layer.weight, new, self.neurons.optimizers_of(layer.weight))
+            if self.clip is not None and self.clip_scope == "grown":
+                self.clip.add(layer, new)
+            self._event_log[f"{network}/{name}/grown"] = int(new.sum())
+            grown += int(new.sum())
+        pruned, pruned_neurons = self.prune_dormant(network, math.floor(self.prune_ratio * grown)) if self.prune else (0, 0)
+        self._event_log[f"{network}/grown"] = grown
+        self._event_log[f"{network}/pruned"] = pruned
+        self._event_log[f"{network}/pruned_neurons"] = pruned_neurons
+
+    def grow_scores(self, layer: MaskedLinear) -> th.Tensor:
+        """``|dL/dW|`` of the recorded pass (gradient growth) or uniform noise (random growth)."""
+        grad = self._grads.pop(layer)
+        return grad if self.growth == "gradient" else th.rand_like(grad)
+
+    def prune_dormant(self, network: str, budget: int) -> tuple[int, int]:
+        """Prune dormant neurons of ``network`` truncated to ``budget`` connections (NE Alg. 2), re-initialise
+        them; returns (connections, neurons) pruned."""
+        candidates = []
+        for group in self.groups(network):
+            counts = masked_connections_per_neuron(group)
+            dormant = dormant_mask(self.meter.records[group].activation, self.tau, group.alive()) & (counts > 0)
+            idx = dormant.nonzero().flatten()
+            candidates.append((group, idx, counts[idx]))
+        removed = n_neurons = 0
+        for group, idx in truncate_prune(candidates, budget).items():
+            removed += prune_neurons(group, idx)
+            n_neurons += reset_neurons(group, idx, outgoing="zero")  # a grow candidate again (NE Sec. 3.2)
+        return removed, n_neurons
+
+    # -- set-up ---------------------------------------------------------------------------------------------
+    def groups(self, network: str) -> list[NeuronGroup]:
+        return [g for g in self.neurons.groups if g.network == network]
+
+    def _setup(self) -> None:
+        self._teardown()
+        masked = {net: self._masked_layers(net) for net in self.neurons.trainable_networks}
+        if not any(masked.values()):
+            raise ValueError(
+                f"{type(self).__name__} needs a policy with MaskedLinear layers (MaskedTD3Policy, MaskedSACPolicy, "
+                f"MaskedActorCriticPolicy); {type(self.model.policy).__name__} has none"
+            )
+        names = self.networks if self.networks is not None else [n for n, layers in masked.items() if layers]
+        for net in names:
+            if not masked[net]:
+                raise ValueError(f"networks={self.networks!r}: network {net!r} has no masked layer to grow")
+        self.masked = {net: masked[net] for net in names}
+        self.t_end = self.end_step if self.end_step is not None else int(self.model._total_timesteps)
+        buffer = getattr(self.model, "replay_buffer", None)
+        self.review_buffer = buffer if isinstance(buffer, ExperienceReviewBuffer) else None
+        measured = set(names) | ({"critic"} if "critic" in self.neurons.trainable_networks else set())
+        self.meter = Capture(self.neurons, [g for g in self.neurons.groups if g.network in measured], gradients=False)
+        self.meter.arm()
+        self._ratios = {net: [] for net in sorted(measured)}
+        self.clip = None if self.clip_kappa is None else WeightClip(self.clip_kappa)
+        if self.clip is not None:
+            self._register_clipping()
+        t = self.model.num_timesteps
+        self._next_event = (t // self.grow_interval + 1) * self.grow_interval
+        self._next_log = (t // self.log_freq + 1) * self.log_freq
+        self._pending, self._event_step, self._grads, self._event_log = set(), None, {}, {}
+        self._review_counts = self._review_counters()
+        self._log_densities()  # the curve starts at the initial topology
+        self.dump()
+
+    def _masked_layers(self, network: str) -> list[tuple[str, MaskedLinear]]:
+        # named as the neuron model names them (a group's producer, or a consumer such as an output layer)
+        names: dict[nn.Module, str] = {}
+        for group in self.groups(network):
+            names.setdefault(group.producer, group.name)
+            for consumer in group.consumers:
+                names.setdefault(consumer.module, consumer.name)
+        found: list[tuple[str, MaskedLinear]] = []
+        for module in self.neurons.network_modules.get(network, []):
+            found += [(names.get(layer, name), layer) for name, layer in masked_layers(module)]
+        return found
+
+    def _register_clipping(self) -> None:
+        per_optimizer: dict[int, tuple[th.optim.Optimizer, list[MaskedLinear]]] = {}
+        for layers in self.masked.values():
+            for _, layer in layers:
+                if self.clip_scope == "all":
+                    self.clip.add(layer, th.ones_like(layer.mask, dtype=th.bool))
+                for opt in self.neurons.optimizers_of(layer.weight):
+                    per_optimizer.setdefault(id(opt), (opt, []))[1].append(layer)
+        for opt, layers in per_optimizer.values():
+            self._handles.append(opt.register_step_post_hook(self._clip_hook(layers)))
+
+    def _clip_hook(self, layers: list[MaskedLinear]):
+        def hook(optimizer: th.optim.Optimizer, args, kwargs) -> None:
+            for layer in layers:
+                if layer in self.clip.clipped:
+                    self.clip.apply(layer)
+
+        return hook
+
+    # -- schedule -------------------------------------------------------------------------------------------
+    def _on_step(self) -> bool:
+        self._collect()
+        if self.num_timesteps >= self._next_event:
+            self._next_event = (self.num_timesteps // self.grow_interval + 1) * self.grow_interval
+            due = self._next_event - self.grow_interval
+            if due < self.t_end and self._event_step is None:
+                self._start_event(due)
+        if self.num_timesteps >= self._next_log:
+            self._next_log = (self.num_timesteps // self.log_freq + 1) * self.log_freq
+            self._log_health()
+            self.dump()
+        return True
+
+    def _on_rollout_start(self) -> None:
+        self._collect()  # PPO/A2C: train() ran since the last step
+
+    def _start_event(self, step: int) -> None:
+        self._event_step = step
+        self._pending = set(self.masked)
+        for layers in self.masked.values():
+            for _, layer in layers:
+                layer.dense_grad_hook = self._grad_catcher(layer)
+
+    def _grad_catcher(self, layer: MaskedLinear):
+        def hook(grad: th.Tensor) -> None:
+            # the first backward after arming is the layer's own loss (critic: TD loss before the actor loss)
+            if layer not in self._grads:
+                self._grads[layer] = grad.detach().abs()
+
+        return hook
+
+    def _collect(self) -> None:
+        """Read the last training pass: active ratios (and the review buffer), and the pending event's networks."""
+        for network in self._ratios:
+            if not self.meter.network_complete(network):
+                continue
+            ratio = self._active_ratio(network)
+            self._ratios[network].append(ratio)
+            if network == "critic" and self.review_buffer is not None:
+                self.review_buffer.record_active_ratio(ratio)
+        for network in sorted(self._pending):
+            layers = [layer for _, layer in self.masked[network]]
+            if self.meter.network_complete(network) and all(layer in self._grads for layer in layers):
+                for layer in layers:
+                    layer.dense_grad_hook = None
+                self.expand(network)
+                self._pending.discard(network)
+        if self._event_step is not None and not self._pending:
+            self._finish_event()
+        self.meter.records = {}  # the hooks stay: the next pass is recorded afresh
+
+    def _active_ratio(self, network: str) -> float:
+        """NE Eq. 1 pooled over the network's hidden layers, over the neurons that exist."""
+        active = total = 0
+        for group in self.groups(network):
+            alive = group.alive()
+            flags = active_mask(self.meter.records[group].activation)
+            active = active + (flags & alive if alive is not None else flags).sum()
+            total += group.n_neurons if alive is None else alive.sum()
+        return float(active) / max(float(total), 1.0)
+
+    def _finish_event(self) -> None:
+        for network in self.masked:
+            for online, target in self._twins(network):
+                sync_masks(online, target)
+        release_fresh_steps()
+        grown = sum(int(v) for k, v in self._event_log.items() if k.count("/") == 1 and k.endswith("/grown"))
+        pruned = sum(int(v) for k, v in self._event_log.items() if k.endswith("/pruned"))
+        pruned_neurons = sum(int(v) for k, v in self._event_log.items() if k.endswith("/pruned_neurons"))
+        self.n_events += 1
+        self.total_grown += grown
+        self.total_pruned += pruned
+        for key, value in self._event_log.items():
+            self.record(f"{self.method}/{key}", value)
+        self.record(f"{self.method}/grown", grown)
+        self.record(f"{self.method}/pruned", pruned)
+        self.record(f"{self.method}/pruned_neurons", pruned_neurons)
+        self.record(f"{self.method}/grow_rate", cosine_grow_rate(self.grow_rate, self._event_step, self.t_end))
+        self.record(f"{self.method}/n_events", self.n_events)
+        self._log_densities()
+        self.dump()
+        if self.verbose >= 1:
+            print(f"{type(self).__name__} at step {self.num_timesteps}: grew {grown}, pruned {pruned} connections")
+        self._event_step, self._event_log = None, {}
+        self.save_state()
+
+    def _twins(self, network: str) -> list[tuple[nn.Module, nn.Module]]:
+        targets = self.neurons.network_modules.get(f"{network}_target", [])
+        online = self.neurons.network_modules.get(network, [])
+        return list(zip(online, targets, strict=True)) if targets else []
+
+    # -- logging --------------------------------------------------------------------------------------------
+    def density(self, network: str) -> float:
+        """Fraction of the connections of ``network``'s masked layers that exist."""
+        on = sum(float(layer.mask.sum()) for _, layer in self.masked[network])
+        return on / sum(layer.mask.numel() for _, layer in self.masked[network])
+
+    def _log_densities(self) -> None:
+        for network, layers in self.masked.items():
+            self.record(f"{network}/density", self.density(network))
+            for name, layer in layers:
+                self.record(f"{network}/{name}/density", layer.density)
+
+    def _review_counters(self) -> tuple[int, int]:
+        buf = self.review_buffer
+        return (buf.n_batches, buf.n_review_batches) if buf is not None else (0, 0)
+
+    def _log_health(self) -> None:
+        self._log_densities()
+        for network, ratios in self._ratios.items():
+            if ratios:
+                self.record(f"{self.method}/{network}/active_ratio", sum(ratios) / len(ratios))
+            self._ratios[network] = []
+        if self.review_buffer is not None:
+            batches, reviews = self._review_counters()
+            d_batches, d_reviews = batches - self._review_counts[0], reviews - self._review_counts[1]
+            self._review_counts = (batches, reviews)
+            self.record(f"{self.method}/epsilon", self.review_buffer.epsilon)
+            if d_batches > 0:
+                self.record(f"{self.method}/review_fraction", d_reviews / d_batches)
+
+    # -- end, state -----------------------------------------------------------------------------------------
+    def _finish(self) -> None:
+        if self._event_step is not None and self._event_log:
+            self._finish_event()  # some networks grew in the last train() of this learn()
+        self._teardown()
+
+    def _teardown(self) -> None:
+        if self.meter is not None:
+            self.meter.disarm()
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+        for layers in self.masked.values():
+            for _, layer in layers:
+                layer.dense_grad_hook = None
+        self._pending, self._event_step, self._grads = set(), None, {}
+
+    def _layer_keys(self) -> dict[str, MaskedLinear]:
+        return {f"{net}/{name}": layer for net, layers in self.masked.items() for name, layer in layers}
+
+    def get_state(self) -> dict[str, Any]:
+        clipped = {}
+        if self.clip is not None and self.clip_scope == "grown":
+            keys = {layer: key for key, layer in self._layer_keys().items()}
+            clipped = {keys[layer]: mask.cpu() for layer, mask in self.clip.clipped.items() if layer in keys}
+        return {
+            "n_events": self.n_events,
+            "total_grown": self.total_grown,
+            "total_pruned": self.total_pruned,
+            "clipped": clipped,
+        }
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.n_events = int(state.get("n_events", 0))
+        self.total_grown = int(state.get("total_grown", 0))
+        self.total_pruned = int(state.get("total_pruned", 0))
+        if self.clip is not None and self.clip_scope == "grown":
+            layers = self._layer_keys()
+            for key, mask in state.get("clipped", {}).items():
+                if key in layers:
+                    self.clip.add(layers[key], mask.to(layers[key].weight.device))
+
+
+NECallback = NeuroplasticExpansionCallback

@@ -1,0 +1,306 @@
+"""Neuroplastic Expansion: the selection rules on tiny layers with known answers, and the callback inside learn()."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch as th
+from helpers import read_scalars
+from stable_baselines3 import PPO, SAC, TD3
+from torch import nn
+
+from sb3_plasticity import (
+    ExperienceReviewBuffer,
+    MaskedActorCriticPolicy,
+    MaskedLinear,
+    MaskedSACPolicy,
+    MaskedTD3Policy,
+    NECallback,
+    NeuroplasticExpansionCallback,
+    discover,
+)
+from sb3_plasticity.surgery import reset_optimizer_entries
+from sb3_plasticity.topology import (
+    WeightClip,
+    cosine_grow_rate,
+    grow_connections,
+    masked_connections_per_neuron,
+    prune_neurons,
+    truncate_prune,
+)
+
+
+# -- the rules, by hand ------------------------------------------------------------------------------------
+def test_cosine_grow_rate():
+    assert cosine_grow_rate(0.2, 0, 100) == pytest.approx(0.2)
+    assert cosine_grow_rate(0.2, 50, 100) == pytest.approx(0.1)
+    assert cosine_grow_rate(0.2, 25, 100) == pytest.approx(0.1 * (1 + math.cos(math.pi / 4)))
+    assert cosine_grow_rate(0.2, 100, 100) == 0.0
+    assert cosine_grow_rate(0.2, 150, 100) == 0.0
+
+
+def test_grow_picks_the_top_k_inactive_connections_by_score():
+    layer = MaskedLinear(3, 2)
+    layer.set_mask(th.tensor([[1.0, 0, 0], [0, 1, 0]]))
+    scores = th.tensor([[9.0, 5, 1], [4, 9, 3]])  # 9s are active already: never picked
+    before = layer(th.ones(1, 3)).detach()
+    grown = grow_connections(layer, scores, rate=0.5)  # 4 inactive -> k = 2: the 5 and the 4
+    assert grown.tolist() == [[False, True, False], [True, False, False]]
+    assert layer.mask.tolist() == [[1.0, 1, 0], [1, 1, 0]]
+    assert th.equal(layer(th.ones(1, 3)).detach(), before)  # grown weights start at 0
+    assert int(grow_connections(layer, scores, rate=0.3).sum()) == 0  # floor(0.3 * 2) = 0
+
+
+def test_grown_entries_get_fresh_adam_state():
+    layer = MaskedLinear(4, 4)
+    layer.set_mask(th.eye(4))
+    opt = th.optim.Adam(layer.parameters(), lr=0.01)
+    for _ in range(50):  # a long history: the tensor's step count is large
+        opt.zero_grad()
+        layer(th.randn(8, 4)).pow(2).sum().backward()
+        opt.step()
+    layer.dense_grad_hook = None
+    grown = grow_connections(layer, th.rand(4, 4), rate=1.0)
+    reset_optimizer_entries(layer.weight, grown, [opt])
+    assert th.all(opt.state[layer.weight]["exp_avg"][grown] == 0)
+    before = layer.weight.detach().clone()
+    opt.zero_grad()
+    layer(th.randn(8, 4)).pow(2).sum().backward()
+    opt.step()
+    step = (layer.weight.detach() - before)[grown].abs()
+    # a fresh parameter's first Adam step is lr in size, not the ~3.16 lr of zeroed moments at a large step count
+    assert th.allclose(step[step > 0], th.full_like(step[step > 0], 0.01), rtol=1e-3)
+
+
+class _Tiny(nn.Module):
+    """in 2 -> dense 3 -> masked 3 -> masked 2: the 3 middle neurons have masked rows and masked columns."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), MaskedLinear(3, 3), nn.ReLU(), MaskedLinear(3, 2))
+
+
+def _tiny_model():
+    from sb3_plasticity.neurons import NetworkPath, Stage, groups_from_paths
+
+    tiny = _Tiny()
+    tiny.net[2].set_mask(th.tensor([[1.0, 1, 0], [0, 1, 0], [1, 1, 1]]))
+    tiny.net[4].set_mask(th.tensor([[1.0, 0, 1], [1, 1, 0]]))
+    groups = groups_from_paths([NetworkPath((Stage("critic", "net", tiny.net),))])
+    return tiny, {g.name: g for g in groups}
+
+
+def test_masked_connections_per_neuron_and_prune():
+    tiny, groups = _tiny_model()
+    first, second = groups["net.0"], groups["net.2"]
+    # first layer is dense: its neurons' maskable connections are their columns in net.2
+    assert masked_connections_per_neuron(first).tolist() == [2.0, 3.0, 1.0]
+    # net.2's neurons: incoming row + column in net.4
+    assert masked_connections_per_neuron(second).tolist() == [2 + 2.0, 1 + 1, 3 + 1]
+    removed = prune_neurons(second, th.tensor([2]))
+    assert removed == 4
+    assert tiny.net[2].mask[2].sum() == 0 and tiny.net[4].mask[:, 2].sum() == 0
+    assert th.all(tiny.net[2].weight[2] == 0) and th.all(tiny.net[4].weight[:, 2] == 0)
+
+
+def test_truncate_keeps_whole_neurons_within_the_budget():
+    _, groups = _tiny_model()
+    g = groups["net.2"]
+    candidates = [(g, th.tensor([0, 1, 2]), th.tensor([4.0, 2.0, 4.0]))]
+    for seed in range(20):
+        chosen = truncate_prune(candidates, budget=5, generator=th.Generator().manual_seed(seed))
+        counts = {0: 4, 1: 2, 2: 4}
+        total = sum(counts[int(i)] for i in chosen.get(g, th.tensor([], dtype=th.long)))
+        assert 0 < total <= 5
+    assert truncate_prune(candidates, budget=1) == {}
+    everything = truncate_prune(candidates, budget=100)
+    assert everything[g].tolist() == [0, 1, 2]
+
+
+def test_weight_clip_clamps_only_the_chosen_entries():
+    layer = MaskedLinear(4, 2)
+    with th.no_grad():
+        layer.weight.fill_(5.0)
+    clip = WeightClip(kappa=1.0)  # bound 1 / sqrt(4) = 0.5
+    chosen = th.zeros(2, 4, dtype=th.bool)
+    chosen[0, 1] = True
+    clip.add(layer, chosen)
+    assert layer.weight[0, 1] == 0.5
+    with th.no_grad():
+        layer.weight.fill_(-5.0)
+    clip.apply()
+    assert layer.weight[0, 1] == -0.5 and layer.weight[1, 3] == -5.0
+
+
+# -- the callback inside learn() ---------------------------------------------------------------------------
+class _Checked(NeuroplasticExpansionCallback):
+    """Checks the invariants after every event and keeps the masks as they were before it."""
+
+    def _start_event(self, step):
+        self.masks_before = {k: layer.mask.clone() for k, layer in self._layer_keys().items()}
+        super()._start_event(step)
+
+    def _finish_event(self):
+        step = self._event_step
+        log = dict(self._event_log)
+        super()._finish_event()
+        self.events = [*getattr(self, "events", []), (step, log, self.masks_before)]
+        policy = self.model.policy
+        for online, target in [("actor", "actor_target"), ("critic", "critic_target")]:
+            if hasattr(policy, target):
+                targets = dict(getattr(policy, target).named_modules())
+                for name, m in getattr(policy, online).named_modules():
+                    if isinstance(m, MaskedLinear):
+                        assert th.equal(m.mask, targets[name].mask), f"{online}.{name} mask differs from the target's"
+        for _, layer in (pair for pairs in self.masked.values() for pair in pairs):
+            assert th.all(layer.weight[layer.mask == 0] == 0)
+
+
+def _td3(tmp_path=None, seed=0, **kwargs):
+    return TD3(
+        MaskedTD3Policy,
+        "Pendulum-v1",
+        policy_kwargs=dict(net_arch=[64, 64]),
+        learning_starts=100,
+        replay_buffer_class=ExperienceReviewBuffer,
+        replay_buffer_kwargs=dict(review_window=20),
+        tensorboard_log=None if tmp_path is None else str(tmp_path),
+        seed=seed,
+        **kwargs,
+    )
+
+
+def test_ne_td3_grows_by_the_schedule_prunes_within_budget_and_keeps_invariants(tmp_path):
+    model = _td3(tmp_path)
+    kappa = 0.05  # binding: bound 0.05 / sqrt(64), far below the initial weights
+    cb = _Checked(grow_interval=300, grow_rate=0.5, end_step=1500, clip_kappa=kappa, log_freq=300)
+    model.learn(1800, callback=cb)
+    steps = [step for step, _, _ in cb.events]
+    assert steps == [300, 600, 900, 1200]  # every grow_interval before end_step, nothing after
+    for step, log, before in cb.events:
+        rate = cosine_grow_rate(0.5, step, 1500)
+        for net in ("actor", "critic"):
+            grown = 0
+            for name, layer in cb.masked[net]:
+                inactive = int((before[f"{net}/{name}"] == 0).sum())
+                assert log[f"{net}/{name}/grown"] == int(rate * inactive)
+                grown += log[f"{net}/{name}/grown"]
+            assert log[f"{net}/grown"] == grown > 0
+            assert log[f"{net}/pruned"] <= 0.2 * grown
+    assert cb.total_pruned > 0, "a ReLU TD3 on Pendulum has dormant neurons to prune early on"
+    # grown connections are clipped; the initial ones are not (so this check can fail)
+    for layer, clipped in cb.clip.clipped.items():
+        bound = kappa / math.sqrt(layer.in_features)
+        assert th.all(layer.weight[clipped].abs() <= bound + 1e-7)
+        assert bool((layer.weight[~clipped].abs() > bound).any())
+    scalars = read_scalars(tmp_path)
+    density = [v for _, v in scalars["plasticity/critic/density"]]
+    assert density[-1] > density[0] + 0.2 and density[0] == pytest.approx(0.25, abs=0.01)
+    for tag in ("ne/grown", "ne/pruned", "ne/epsilon", "ne/review_fraction", "ne/critic/active_ratio", "actor/density"):
+        assert f"plasticity/{tag}" in scalars, tag
+    assert all(0 <= v <= 1 for _, v in scalars["plasticity/ne/critic/active_ratio"])
+    assert [s for s, _ in scalars["plasticity/ne/grown"]] == [300, 600, 900, 1200]  # applied right after the training pass that follows the due step
+    buffer = model.replay_buffer
+    assert len(buffer._ratios) == buffer.review_window + 1  # the critic's ratio is fed every update
+    assert buffer.n_review_batches > 0
+
+
+def test_network_selection_random_growth_and_no_pruning():
+    model = _td3()
+    critic_masks = {n: m.mask.clone() for n, m in model.policy.critic.named_modules() if isinstance(m, MaskedLinear)}
+    inactive = int((model.policy.actor.mu[2].mask == 0).sum())
+    cb = NECallback(grow_interval=300, grow_rate=0.5, networks="actor", growth="random", prune=False)
+    model.learn(700, callback=cb)
+    assert cb.n_events == 2 and cb.total_grown > 0 and cb.total_pruned == 0
+    for name, m in model.policy.critic.named_modules():
+        if isinstance(m, MaskedLinear):
+            assert th.equal(m.mask, critic_masks[name])
+    for step in (300, 600):  # without pruning the schedule alone sets the density (T_end = 700, this learn())
+        inactive -= int(cosine_grow_rate(0.5, step, 700) * inactive)
+    assert int((model.policy.actor.mu[2].mask == 0).sum()) == inactive
+
+
+def test_save_load_continue_keeps_masks_and_clip_state(tmp_path):
+    model = _td3()
+    cb = NECallback(grow_interval=300, grow_rate=0.5)
+    model.learn(700, callback=cb)
+    masks = {k: layer.mask.clone() for k, layer in cb._layer_keys().items()}
+    clipped = {k: v.clone() for k, v in cb.get_state()["clipped"].items()}
+    model.save(tmp_path / "ne")
+    loaded = TD3.load(tmp_path / "ne", env=model.get_env())
+    for online, target in [("actor", "actor_target"), ("critic", "critic_target")]:
+        for name, m in getattr(loaded.policy, online).named_modules():
+            if isinstance(m, MaskedLinear):
+                assert th.equal(m.mask, masks[f"{online}/{name}"])
+                assert th.equal(dict(getattr(loaded.policy, target).named_modules())[name].mask, m.mask)
+    loaded.replay_buffer = model.replay_buffer
+    cb2 = _Checked(grow_interval=300, grow_rate=0.5)
+    loaded.learn(400, callback=cb2, reset_num_timesteps=False)
+    assert cb2.n_events == cb.n_events + 1  # counted on from the saved state
+    for key, mask in clipped.items():  # clipping of earlier grown connections restored, and extended
+        assert th.all(cb2.clip.clipped[cb2._layer_keys()[key]].cpu() >= mask)
+    layer_masks = {k: layer.mask for k, layer in cb2._layer_keys().items()}
+    assert all(th.all(layer_masks[k] >= 0) for k in masks)
+    assert sum(int(layer_masks[k].sum()) for k in masks) > sum(int(m.sum()) for m in masks.values())
+
+
+@pytest.mark.parametrize(
+    ("algo", "policy", "env", "kwargs", "networks"),
+    [
+        (SAC, MaskedSACPolicy, "Pendulum-v1", dict(learning_starts=100), ("actor", "critic")),
+        (PPO, MaskedActorCriticPolicy, "CartPole-v1", dict(n_steps=128, batch_size=64, n_epochs=2), ("policy", "value")),
+    ],
+)
+def test_sac_and_ppo(algo, policy, env, kwargs, networks):
+    model = algo(policy, env, policy_kwargs=dict(net_arch=[64, 64]), seed=0, **kwargs)
+    cb = _Checked(grow_interval=256, grow_rate=0.5)
+    model.learn(800, callback=cb)
+    assert cb.n_events >= 2
+    assert sorted(cb.masked) == sorted(networks)
+    for net in networks:
+        assert cb.density(net) > 0.4
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match="prune_ratio"):
+        NECallback(prune_ratio=1.0)
+    with pytest.raises(ValueError, match="prune_ratio"):
+        NECallback(prune_ratio=-0.1)
+    with pytest.raises(ValueError, match="grow_rate"):
+        NECallback(grow_rate=0.0)
+    with pytest.raises(ValueError, match="grow_rate"):
+        NECallback(grow_rate=1.5)
+    with pytest.raises(ValueError, match="growth"):
+        NECallback(growth="magic")
+    with pytest.raises(ValueError, match="grow_interval"):
+        NECallback(grow_interval=0)
+    with pytest.raises(ValueError, match="initial_density"):
+        TD3(MaskedTD3Policy, "Pendulum-v1", policy_kwargs=dict(initial_density=0.0))
+    with pytest.raises(ValueError, match="initial_density"):
+        TD3(MaskedTD3Policy, "Pendulum-v1", policy_kwargs=dict(initial_density=1.5))
+    with pytest.raises(ValueError, match="MaskedLinear"):
+        TD3("MlpPolicy", "Pendulum-v1").learn(10, callback=NECallback())
+    one_hidden = TD3(MaskedTD3Policy, "Pendulum-v1", policy_kwargs=dict(net_arch=dict(pi=[16], qf=[16, 16])))
+    with pytest.raises(ValueError, match="'actor' has no masked layer"):
+        one_hidden.learn(10, callback=NECallback(networks="actor"))
+
+
+def test_ne_td3_learns_pendulum():
+    """NE-TD3 with a small grow_interval: density grows as scheduled and the return improves over the run."""
+    model = TD3(
+        MaskedTD3Policy,
+        "Pendulum-v1",
+        policy_kwargs=dict(net_arch=[64, 64]),
+        learning_starts=1000,
+        replay_buffer_class=ExperienceReviewBuffer,
+        seed=1,
+    )
+    cb = NECallback(grow_interval=1000, grow_rate=0.5)
+    model.learn(7000, callback=cb)
+    returns = [info["r"] for info in model.ep_info_buffer]
+    assert len(returns) == 35
+    assert np.mean(returns[-5:]) > np.mean(returns[:5]) + 300
+    assert cb.n_events == 6 and cb.density("critic") > 0.6
+    assert discover(model) is not None
