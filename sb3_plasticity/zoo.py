@@ -1,0 +1,87 @@
+"""Hyperparameters of the Neuroplastic Expansion experiments for rl_zoo3's ``.py`` conf files.
+
+rl_zoo3 ``eval``s a yaml ``replay_buffer_class`` string where our package is not in scope, so configs that need
+:class:`~sb3_plasticity.ExperienceReviewBuffer` are ``.py`` files (``zoo_configs/neuroplastic_expansion/ne_td3*.py``)
+that call :func:`ne_td3_hyperparams`; the settings live here once instead of in six copies.
+
+NE-TD3 (NE paper App. C.1 Table 1, C.2 Table 2, and the "NE" paragraph of App. C):
+
+- TD3 as in ``zoo_configs/neuroplastic_expansion/td3.yml``: hidden (256, 128) ReLU, actor lr 1e-4, critic lr 1e-3
+  (:class:`~sb3_plasticity.NetworkLearningRateCallback`), batch 128, buffer 1e6, gamma 0.99, exploration noise
+  N(0, 0.1), learning_starts 25000, 6e6 steps, raw observations and rewards;
+- masked actor and critic (:class:`~sb3_plasticity.MaskedTD3Policy`): 25% initial density (Sec. 4.1), Erdos-Renyi,
+  first and last layers dense;
+- Hopper, Walker2d, HalfCheetah: grow interval 20000, grow rate 0.15 of the remaining capacity, prune bound
+  omega 0.2, review floor ("threshold of ER") 0.25; Humanoid, Ant: 25000, 0.01, 0.4, 0.35; all: ER window
+  c = 450, kappa = 3, T_end = the training length.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sb3_plasticity.buffers import ExperienceReviewBuffer
+
+__all__ = ["NE_TASKS", "ne_td3_hyperparams"]
+
+# env id -> (grow_interval, grow_rate, prune_ratio, review_floor), NE App. C
+NE_TASKS: dict[str, tuple[int, float, float, float]] = {
+    "Hopper-v5": (20_000, 0.15, 0.2, 0.25),
+    "Walker2d-v5": (20_000, 0.15, 0.2, 0.25),
+    "HalfCheetah-v5": (20_000, 0.15, 0.2, 0.25),
+    "Ant-v5": (25_000, 0.01, 0.4, 0.35),
+    "Humanoid-v5": (25_000, 0.01, 0.4, 0.35),
+}
+
+
+def ne_td3_hyperparams(
+    review: bool = True,
+    prune: bool = True,
+    networks: Sequence[str] | None = None,
+    growth: str = "gradient",
+) -> dict[str, dict[str, Any]]:
+    """rl_zoo3 hyperparameters of NE-TD3 for every task of NE Fig. 6, or one of the paper's ablations.
+
+    :param review: use the :class:`~sb3_plasticity.ExperienceReviewBuffer` (False: NE Fig. 9a "w/o ER").
+    :param prune: prune dormant neurons (False: NE Table 4 / Fig. 3 "w/o pruning").
+    :param networks: networks that grow (``("actor",)`` or ``("critic",)``: NE Fig. 9b); None: both.
+    :param growth: ``"gradient"`` or ``"random"`` (NE Fig. 2-3's naive growth).
+    """
+    out = {}
+    for env_id, (interval, rate, omega, floor) in NE_TASKS.items():
+        ne_kwargs: dict[str, Any] = dict(grow_interval=interval, grow_rate=rate, prune_ratio=omega, clip_kappa=3.0)
+        if not prune:
+            ne_kwargs["prune"] = False
+        if networks is not None:
+            ne_kwargs["networks"] = list(networks)
+        if growth != "gradient":
+            ne_kwargs["growth"] = growth
+        hyperparams: dict[str, Any] = dict(
+            n_timesteps=6e6,
+            policy="sb3_plasticity.MaskedTD3Policy",  # rl_zoo3 needs a dotted string, even in .py configs
+            policy_kwargs=dict(net_arch=[256, 128], initial_density=0.25),
+            learning_rate=1e-4,  # the actor's rate (see td3.yml); the critic's is set by the callback
+            buffer_size=1_000_000,
+            learning_starts=25_000,
+            batch_size=128,
+            gamma=0.99,
+            tau=0.005,
+            train_freq=1,
+            gradient_steps=1,
+            policy_delay=2,
+            target_policy_noise=0.2,
+            target_noise_clip=0.5,
+            noise_type="normal",
+            noise_std=0.1,
+            callback=[
+                {"sb3_plasticity.NetworkLearningRateCallback": dict(actor=1e-4, critic=1e-3)},
+                {"sb3_plasticity.NeuroplasticExpansionCallback": ne_kwargs},
+                {"sb3_plasticity.PlasticityMonitorCallback": dict(log_freq=5000)},
+            ],
+        )
+        if review:
+            hyperparams["replay_buffer_class"] = ExperienceReviewBuffer
+            hyperparams["replay_buffer_kwargs"] = dict(review_window=450, review_floor=floor)
+        out[env_id] = hyperparams
+    return out

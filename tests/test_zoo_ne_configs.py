@@ -1,0 +1,106 @@
+"""The Neuroplastic Expansion ``.py`` zoo configs: their settings follow NE App. C, and each one trains through rl_zoo3."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch as th
+from helpers import read_scalars, zoo_train
+from stable_baselines3 import TD3
+
+from sb3_plasticity import ExperienceReviewBuffer, MaskedLinear, NeuroplasticExpansionCallback
+from sb3_plasticity.zoo import NE_TASKS
+
+ZOO = Path(__file__).resolve().parents[1] / "zoo_configs" / "neuroplastic_expansion"
+NE = "sb3_plasticity.NeuroplasticExpansionCallback"
+# file -> (experience review, NE kwargs beyond the per-task ones)
+VARIANTS = {
+    "ne_td3.py": (True, {}),
+    "ne_td3_no_prune.py": (True, {"prune": False}),
+    "ne_td3_no_review.py": (False, {}),
+    "ne_td3_actor_only.py": (True, {"networks": ["actor"]}),
+    "ne_td3_critic_only.py": (True, {"networks": ["critic"]}),
+    "ne_td3_random_growth.py": (True, {"growth": "random"}),
+}
+
+
+def read_config(path: Path) -> dict:
+    """The ``hyperparams`` dict, read as rl_zoo3 reads a ``.py`` conf file."""
+    namespace: dict = {}
+    exec(path.read_text(), namespace)
+    return namespace["hyperparams"]
+
+
+def test_every_ne_config_is_listed():
+    assert {p.name for p in ZOO.glob("ne_td3*.py")} == set(VARIANTS)
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_config_follows_app_c(name):
+    text = (ZOO / name).read_text()
+    assert text.startswith("#") and "python -m rl_zoo3.train" in text and f"neuroplastic_expansion/{name}" in text
+    review, extra = VARIANTS[name]
+    config = read_config(ZOO / name)
+    assert set(config) == set(NE_TASKS)
+    for env_id, hp in config.items():
+        interval, rate, omega, floor = NE_TASKS[env_id]
+        assert hp["policy"] == "sb3_plasticity.MaskedTD3Policy"
+        assert hp["policy_kwargs"] == {"net_arch": [256, 128], "initial_density": 0.25}
+        assert (hp["n_timesteps"], hp["learning_starts"], hp["batch_size"], hp["buffer_size"]) == (6e6, 25000, 128, 10**6)
+        assert (hp["noise_type"], hp["noise_std"], hp["policy_delay"], hp["gamma"]) == ("normal", 0.1, 2, 0.99)
+        callbacks = {k: v for item in hp["callback"] for k, v in item.items()}
+        assert callbacks[NE] == {
+            "grow_interval": interval,
+            "grow_rate": rate,
+            "prune_ratio": omega,
+            "clip_kappa": 3.0,
+            **extra,
+        }
+        assert callbacks["sb3_plasticity.NetworkLearningRateCallback"] == {"actor": 1e-4, "critic": 1e-3}
+        NeuroplasticExpansionCallback(**callbacks[NE])  # valid kwargs
+        if review:
+            assert hp["replay_buffer_class"] is ExperienceReviewBuffer
+            assert hp["replay_buffer_kwargs"] == {"review_window": 450, "review_floor": floor}
+        else:
+            assert "replay_buffer_class" not in hp
+    assert config["Humanoid-v5"]["callback"][1][NE]["grow_rate"] == 0.01  # App. C: Humanoid and Ant
+    assert config["Hopper-v5"]["callback"][1][NE]["grow_interval"] == 20000
+
+
+def fast_copy(name: str, tmp_path: Path) -> Path:
+    """A conf file that runs ``name`` with NE events every 100 steps (everything else as in the file)."""
+    out = tmp_path / f"fast_{name}"
+    out.write_text(
+        f"exec(open({str(ZOO / name)!r}).read())\n"
+        "for hp in hyperparams.values():\n"
+        "    for item in hp['callback']:\n"
+        f"        if {NE!r} in item:\n"
+        f"            item[{NE!r}].update(grow_interval=100, log_freq=100)\n"
+    )
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_zoo_run(name, tmp_path):
+    env = "HalfCheetah-v5"
+    zoo_train("td3", env, fast_copy(name, tmp_path), tmp_path, 350, ["-params", "learning_starts:100"])
+    scalars = read_scalars(tmp_path / "tb")
+    review, extra = VARIANTS[name]
+    networks = set(extra.get("networks", ["actor", "critic"]))
+    assert {t.split("/")[1] for t in scalars if t.endswith("/density") and t.count("/") == 2} == networks
+    for net in networks:
+        density = [v for _, v in scalars[f"plasticity/{net}/density"]]
+        assert density[0] == pytest.approx(0.25, abs=0.01) and density[-1] > density[0]
+    # due at 100, done after the first training pass (101) or the actor's first delayed update (102); 200; 300
+    first = 102 if "actor" in networks else 101
+    assert [s for s, _ in scalars["plasticity/ne/grown"]] == [first, 200, 300]
+    assert ("plasticity/ne/epsilon" in scalars) == review
+    if extra.get("prune") is False:
+        assert all(v == 0 for _, v in scalars["plasticity/ne/pruned"])
+    model = TD3.load(tmp_path / "logs" / "td3" / f"{env}_1" / f"{env}.zip", device="cpu")
+    for online, target in (("actor", "actor_target"), ("critic", "critic_target")):
+        targets = dict(getattr(model.policy, target).named_modules())
+        for layer_name, layer in getattr(model.policy, online).named_modules():
+            if isinstance(layer, MaskedLinear):
+                assert th.equal(layer.mask, targets[layer_name].mask)
