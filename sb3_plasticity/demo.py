@@ -1,8 +1,10 @@
 """The main job: a short training run with a plasticity method that writes TensorBoard logs.
 
-``python -m sb3_plasticity`` trains TD3 on Pendulum-v1 for 5000 steps on the CPU with ReDo (reset every 1000
-steps, the NE paper's ReDo-TD3 baseline) and :class:`~sb3_plasticity.PlasticityMonitorCallback`, shows SB3's
-progress bar and prints where the logs are. ``--method`` picks another method, or ``none`` for the monitor alone.
+``python -m sb3_plasticity`` trains NE-TD3 on Pendulum-v1 for 5000 steps on the CPU: ``MaskedTD3Policy`` at 25%
+density, :class:`~sb3_plasticity.ExperienceReviewBuffer` and Neuroplastic Expansion growing the networks every 500
+steps (``plasticity/<network>/density`` climbs from 0.25), with :class:`~sb3_plasticity.PlasticityMonitorCallback`;
+it shows SB3's progress bar and prints where the logs are. ``--method`` picks another method (on SB3's dense
+``MlpPolicy``), or ``none`` for the monitor alone.
 """
 
 from __future__ import annotations
@@ -12,20 +14,24 @@ import os
 
 from stable_baselines3.common.callbacks import BaseCallback
 
+from sb3_plasticity.buffers import ExperienceReviewBuffer
 from sb3_plasticity.methods import (
     CBPCallback,
     CycleResetDistillCallback,
     GraMaResetCallback,
+    NeuroplasticExpansionCallback,
     PlasticityMonitorCallback,
     ReDoCallback,
     ResetCallback,
     ShrinkPerturbCallback,
 )
+from sb3_plasticity.policies import MaskedActorCriticPolicy, MaskedSACPolicy, MaskedTD3Policy
 
 ALGOS = ("td3", "ddpg", "sac", "ppo", "a2c")
 # method name -> a factory for a callback that shows its effect within a few thousand steps
 METHODS = {
     "none": None,
+    "ne": lambda: NeuroplasticExpansionCallback(grow_interval=500, grow_rate=0.5),
     "redo": lambda: ReDoCallback(reset_freq=1000),
     "regrama": lambda: GraMaResetCallback(reset_freq=1000),
     "reset": lambda: ResetCallback(reset_freq=2500),
@@ -42,8 +48,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--method",
         choices=tuple(METHODS),
-        default="redo",
-        help="plasticity method (default redo; sbp needs a stochastic actor: --algo sac, ppo or a2c)",
+        default="ne",
+        help="plasticity method (default ne, Neuroplastic Expansion; sbp needs a stochastic actor: --algo sac, ppo or a2c)",
     )
     parser.add_argument("--timesteps", type=int, default=5000, help="env steps to train (default 5000)")
     parser.add_argument("--log-freq", type=int, default=500, help="env steps between plasticity measurements")
@@ -60,8 +66,16 @@ def main(argv: list[str] | None = None) -> str:
 
     args = parse_args(argv)
     algo_cls = {"td3": TD3, "ddpg": DDPG, "sac": SAC, "ppo": PPO, "a2c": A2C}[args.algo]
-    kwargs = {"learning_starts": 500} if args.algo in ("td3", "ddpg", "sac") else {}
-    model = algo_cls("MlpPolicy", args.env, tensorboard_log=args.tensorboard_log, seed=args.seed, device=args.device, **kwargs)
+    off_policy = args.algo in ("td3", "ddpg", "sac")
+    kwargs: dict = {"learning_starts": 500} if off_policy else {}
+    policy = "MlpPolicy"
+    if args.method == "ne":  # a masked policy that starts sparse, and the experience review buffer
+        policy = {"sac": MaskedSACPolicy, "ppo": MaskedActorCriticPolicy, "a2c": MaskedActorCriticPolicy}.get(
+            args.algo, MaskedTD3Policy
+        )
+        if off_policy:
+            kwargs.update(replay_buffer_class=ExperienceReviewBuffer, replay_buffer_kwargs=dict(review_window=100))
+    model = algo_cls(policy, args.env, tensorboard_log=args.tensorboard_log, seed=args.seed, device=args.device, **kwargs)
     callback = PlasticityMonitorCallback(log_freq=args.log_freq)
     callbacks: list[BaseCallback] = [callback]
     method = METHODS[args.method]() if METHODS[args.method] is not None else None
@@ -71,7 +85,13 @@ def main(argv: list[str] | None = None) -> str:
     run_dir = os.path.abspath(model.logger.dir)
     names = " + ".join(type(c).__name__ for c in callbacks)
     print(f"\nTrained {args.algo.upper()} on {args.env} for {model.num_timesteps} steps with {names}.")
-    if method is not None:
+    if isinstance(method, NeuroplasticExpansionCallback):
+        density = ", ".join(f"{net} {method.density(net):.2f}" for net in method.masked)
+        print(
+            f"{type(method).__name__}: {method.n_events} events, {method.total_grown} connections grown, "
+            f"{method.total_pruned} pruned; density now {density} (plasticity/<network>/density, plasticity/ne/...)"
+        )
+    elif method is not None:
         tags = f"plasticity/{method.method}/..."
         print(f"{type(method).__name__}: {method.n_events} events, {method.total_reset} neurons reset ({tags})")
     print(f"TensorBoard logs ({callback.n_logged} network measurements under plasticity/<network>/...): {run_dir}")

@@ -24,9 +24,15 @@ def test_main_writes_plasticity_logs(tmp_path, capsys):
     assert len(steps) >= 2 and min(steps) > 500 and max(steps) <= 600
     assert all(0.0 <= v <= 1.0 for _, v in scalars["plasticity/critic/dormant_ratio"])
     assert "plasticity/actor/grad_norm" in scalars
+    # the default method is Neuroplastic Expansion: one growth event, due at step 500, done once the actor has
+    # had its first (delayed) update after learning_starts; density up from 0.25
+    density = scalars["plasticity/critic/density"]
+    assert density[0] == (0, pytest.approx(0.25, abs=0.01)) and density[-1][1] > density[0][1]
+    assert [s for s, _ in scalars["plasticity/ne/grown"]] == [502]
     out = capsys.readouterr().out
     assert f"tensorboard --logdir {os.path.abspath(tmp_path)}" in out
     assert str(run_dir) in out
+    assert "NeuroplasticExpansionCallback: 1 events" in out
 
 
 @pytest.mark.parametrize("method", ["redo", "regrama"])
