@@ -183,7 +183,7 @@ def test_ne_td3_grows_by_the_schedule_prunes_within_budget_and_keeps_invariants(
         rate = cosine_grow_rate(0.5, step, 1500)
         for net in ("actor", "critic"):
             grown = 0
-            for name, layer in cb.masked[net]:
+            for name, _ in cb.masked[net]:
                 inactive = int((before[f"{net}/{name}"] == 0).sum())
                 assert log[f"{net}/{name}/grown"] == int(rate * inactive)
                 grown += log[f"{net}/{name}/grown"]
@@ -201,7 +201,8 @@ def test_ne_td3_grows_by_the_schedule_prunes_within_budget_and_keeps_invariants(
     for tag in ("ne/grown", "ne/pruned", "ne/epsilon", "ne/review_fraction", "ne/critic/active_ratio", "actor/density"):
         assert f"plasticity/{tag}" in scalars, tag
     assert all(0 <= v <= 1 for _, v in scalars["plasticity/ne/critic/active_ratio"])
-    assert [s for s, _ in scalars["plasticity/ne/grown"]] == [300, 600, 900, 1200]  # applied right after the training pass that follows the due step
+    # applied right after the training pass that follows the due step (before the next env step)
+    assert [s for s, _ in scalars["plasticity/ne/grown"]] == [300, 600, 900, 1200]
     buffer = model.replay_buffer
     assert len(buffer._ratios) == buffer.review_window + 1  # the critic's ratio is fed every update
     assert buffer.n_review_batches > 0
