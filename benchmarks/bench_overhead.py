@@ -5,6 +5,11 @@ TD3 (or SAC) on a Gymnasium env (default ``HalfCheetah-v5``), with the callback 
 ``monitor`` = PlasticityMonitorCallback, ``redo`` = ReDoCallback, ``regrama`` = GraMaResetCallback) at its
 default frequency (``log_freq`` / ``reset_freq``, read from the callback's signature: 1000 env steps).
 
+``--method ne`` compares NE-TD3 with TD3: the method run uses ``MaskedTD3Policy`` (``MaskedSACPolicy`` for SAC),
+``ExperienceReviewBuffer`` and ``NeuroplasticExpansionCallback`` (grow_interval 20000, NE App. C), the plain run
+SB3's ``MlpPolicy`` and ``ReplayBuffer`` with the same ``--net-arch`` and ``--batch-size``. ``--end-step`` sets the
+callback's T_end (a paper run's length, so that the event grows as much as it would in one).
+
 How: everything runs in one process. After one untimed warm-up pair (imports, MuJoCo and torch lazy
 initialisation), the script runs ``--pairs`` alternating pairs ``plain, method, plain, method, ...`` so
 that machine drift (thermal state, other processes such as a test run) affects both variants equally.
@@ -23,6 +28,8 @@ Reproduce (from the repository root)::
         --output benchmarks/results/monitor_td3_halfcheetah.json
     python benchmarks/bench_overhead.py --method redo --algo sac --pairs 5 --timesteps 6000 \
         --output benchmarks/results/redo_sac_halfcheetah.json
+    python benchmarks/bench_overhead.py --method ne --algo td3 --pairs 3 --timesteps 21000 --net-arch 256 128 \
+        --batch-size 128 --end-step 6000000 --output benchmarks/results/ne_td3_halfcheetah.json
 """
 
 from __future__ import annotations
@@ -41,7 +48,15 @@ from common import machine_info
 from stable_baselines3 import SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
 
-from sb3_plasticity import GraMaResetCallback, PlasticityMonitorCallback, ReDoCallback
+from sb3_plasticity import (
+    ExperienceReviewBuffer,
+    GraMaResetCallback,
+    MaskedSACPolicy,
+    MaskedTD3Policy,
+    NeuroplasticExpansionCallback,
+    PlasticityMonitorCallback,
+    ReDoCallback,
+)
 
 ALGOS: dict[str, type[BaseAlgorithm]] = {"td3": TD3, "sac": SAC}
 # method -> (callback class, name of its frequency parameter)
@@ -49,7 +64,9 @@ METHODS = {
     "monitor": (PlasticityMonitorCallback, "log_freq"),
     "redo": (ReDoCallback, "reset_freq"),
     "regrama": (GraMaResetCallback, "reset_freq"),
+    "ne": (NeuroplasticExpansionCallback, "grow_interval"),
 }
+MASKED_POLICIES = {"td3": MaskedTD3Policy, "sac": MaskedSACPolicy}
 
 
 def default_freq(method: str) -> int:
@@ -68,6 +85,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--learning-starts", type=int, default=1000)
     p.add_argument("--pairs", type=int, default=3, help="alternating (plain, method) pairs")
     p.add_argument("--freq", type=int, default=None, help="the callback's log_freq / reset_freq (default: its default)")
+    p.add_argument("--net-arch", type=int, nargs="+", default=None, help="hidden sizes (default: SB3's)")
+    p.add_argument("--batch-size", type=int, default=None, help="default: SB3's")
+    p.add_argument("--end-step", type=int, default=None, help="ne: the callback's end_step (default: the run's length)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (0: keep torch's default)")
@@ -85,18 +105,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def timed_run(args: argparse.Namespace, monitor: bool, seed: int, timesteps: int) -> tuple[float, int]:
     """Build a fresh model, time ``model.learn``; return (seconds, events: monitor measurements or resets)."""
+    kwargs: dict[str, Any] = {}
+    if args.net_arch is not None:
+        kwargs["policy_kwargs"] = dict(net_arch=list(args.net_arch))
+    if args.batch_size is not None:
+        kwargs["batch_size"] = args.batch_size
+    policy: Any = "MlpPolicy"
+    cls, freq_name = METHODS[args.method]
+    callback_kwargs: dict[str, Any] = {freq_name: args.freq}
+    if args.method == "ne" and monitor:
+        policy = MASKED_POLICIES[args.algo]
+        kwargs["replay_buffer_class"] = ExperienceReviewBuffer
+        callback_kwargs["end_step"] = args.end_step
     with tempfile.TemporaryDirectory(prefix="bench_overhead_") as tb_dir:
         model = ALGOS[args.algo](
-            "MlpPolicy",
+            policy,
             args.env,
             learning_starts=args.learning_starts,
             seed=seed,
             device=args.device,
             tensorboard_log=tb_dir,
             verbose=0,
+            **kwargs,
         )
-        cls, freq_name = METHODS[args.method]
-        callback = cls(**{freq_name: args.freq}) if monitor else None
+        callback = cls(**callback_kwargs) if monitor else None
         start = time.perf_counter()
         model.learn(total_timesteps=timesteps, callback=callback)
         elapsed = time.perf_counter() - start

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections import deque
 from typing import Any
@@ -58,6 +57,8 @@ class ExperienceReviewBuffer(ReplayBuffer):
         self.review_window = review_window
         self.review_floor = float(review_floor)
         self._ratios: deque[float] = deque(maxlen=review_window + 1)  # c changes need c + 1 values
+        self._changes: deque[float] = deque(maxlen=review_window)
+        self._change_sum = 0.0  # sum of _changes, updated per measurement: epsilon is read at every sample
         self._fixed_probability: float | None = None
         self.n_batches = 0
         self.n_review_batches = 0
@@ -65,15 +66,18 @@ class ExperienceReviewBuffer(ReplayBuffer):
     # -- the rule ----------------------------------------------------------------------------------------
     def record_active_ratio(self, ratio: float) -> None:
         """Add one measurement of the critic's active-neuron ratio."""
-        self._ratios.append(float(ratio))
+        ratio = float(ratio)
+        if self._ratios:
+            self._changes.append(abs(ratio - self._ratios[-1]))
+            self._change_sum = math.fsum(self._changes)
+        self._ratios.append(ratio)
 
     @property
     def epsilon(self) -> float:
         """``max(sum_t |r_t - r_{t-1}|, review_floor)`` over the last ``review_window`` changes (1 before any)."""
         if len(self._ratios) < 2:
             return 1.0  # nothing measured yet: no review
-        change = sum(abs(b - a) for a, b in itertools.pairwise(self._ratios))
-        return max(change, self.review_floor)
+        return max(self._change_sum, self.review_floor)
 
     @property
     def review_probability(self) -> float:

@@ -148,6 +148,7 @@ class NeuroplasticExpansionCallback(PlasticityCallback):
         self._grads: dict[MaskedLinear, th.Tensor] = {}
         self._event_log: dict[str, float] = {}
         self._ratios: dict[str, list[float]] = {}
+        self._alive: dict[str, tuple[list[tuple[NeuronGroup, th.Tensor]], int]] = {}
         self._handles: list = []
         self._next_event = 0
         self._next_log = 0
@@ -214,6 +215,9 @@ class NeuroplasticExpansionCallback(PlasticityCallback):
         self.meter = Capture(self.neurons, [g for g in self.neurons.groups if g.network in measured], gradients=False)
         self.meter.arm()
         self._ratios = {net: [] for net in sorted(measured)}
+        self._alive = {}
+        for net in measured:
+            self._refresh_alive(net)
         self.clip = None if self.clip_kappa is None else WeightClip(self.clip_kappa)
         if self.clip is not None:
             self._register_clipping()
@@ -304,19 +308,27 @@ class NeuroplasticExpansionCallback(PlasticityCallback):
                     layer.dense_grad_hook = None
                 self.expand(network)
                 self._pending.discard(network)
+                if network in self._alive:
+                    self._refresh_alive(network)
         if self._event_step is not None and not self._pending:
             self._finish_event()
         self.meter.records = {}  # the hooks stay: the next pass is recorded afresh
 
     def _active_ratio(self, network: str) -> float:
         """NE Eq. 1 pooled over the network's hidden layers, over the neurons that exist."""
-        active = total = 0
-        for group in self.groups(network):
-            alive = group.alive()
-            flags = active_mask(self.meter.records[group].activation)
-            active = active + (flags & alive if alive is not None else flags).sum()
-            total += group.n_neurons if alive is None else alive.sum()
-        return float(active) / max(float(total), 1.0)
+        groups, total = self._alive[network]
+        active = sum((active_mask(self.meter.records[g].activation) & alive).sum() for g, alive in groups)
+        return float(active) / max(total, 1)
+
+    def _refresh_alive(self, network: str) -> None:
+        # the topology only changes at events: the existing neurons are not recomputed every training pass
+        groups = []
+        for g in self.groups(network):
+            alive = g.alive()
+            if alive is None:
+                alive = th.ones(g.n_neurons, dtype=th.bool, device=g.producer.weight.device)
+            groups.append((g, alive))
+        self._alive[network] = (groups, int(sum(int(alive.sum()) for _, alive in groups)))
 
     def _finish_event(self) -> None:
         for network in self.masked:
