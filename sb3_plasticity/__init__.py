@@ -3,8 +3,28 @@
 Everything a user needs is importable from here.
 """
 
+from sb3_plasticity.augmentation import (
+    DrQExperienceReviewBuffer,
+    DrQNStepReplayBuffer,
+    DrQReplayBuffer,
+    RandomShiftMixin,
+    random_shift,
+)
 from sb3_plasticity.buffers import ExperienceReviewBuffer
 from sb3_plasticity.capture import Capture, GroupRecord, probe, sample_batch
+from sb3_plasticity.envs import (  # importing it registers the env ids with Gymnasium
+    CONTINUAL_MUJOCO_ID,
+    CYCLE_FRICTION_TASKS,
+    DMC_TASKS,
+    PhasedEnv,
+    cycle_friction_env_id,
+    dmc_env_id,
+    register_dmc,
+    register_envs,
+)
+from sb3_plasticity.envs.continual import ContinualMuJoCoEnv
+from sb3_plasticity.envs.cycle_friction import CycleFrictionMixin, make_cycle_friction_env
+from sb3_plasticity.envs.dmc import DMCEnv
 from sb3_plasticity.methods import (
     CBPCallback,
     CycleResetDistillCallback,
@@ -49,11 +69,20 @@ from sb3_plasticity.topology import MaskedLinear, WeightClip, cosine_grow_rate, 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CONTINUAL_MUJOCO_ID",
+    "CYCLE_FRICTION_TASKS",
+    "DMC_TASKS",
     "CBPCallback",
     "Capture",
     "Consumer",
+    "ContinualMuJoCoEnv",
+    "CycleFrictionMixin",
     "CycleResetDistillCallback",
+    "DMCEnv",
     "DefaultInit",
+    "DrQExperienceReviewBuffer",
+    "DrQNStepReplayBuffer",
+    "DrQReplayBuffer",
     "ExperienceReviewBuffer",
     "GraMaResetCallback",
     "GroupRecord",
@@ -72,9 +101,11 @@ __all__ = [
     "NeuronResetCallback",
     "NeuroplasticExpansionCallback",
     "OrthogonalInit",
+    "PhasedEnv",
     "PlasticityCallback",
     "PlasticityMonitorCallback",
     "PolicyProbe",
+    "RandomShiftMixin",
     "ReDoCallback",
     "ResetCallback",
     "ShrinkPerturbCallback",
@@ -83,8 +114,14 @@ __all__ = [
     "__version__",
     "alpha_dkl",
     "cosine_grow_rate",
+    "cycle_friction_env_id",
     "discover",
+    "dmc_env_id",
+    "make_cycle_friction_env",
     "probe",
+    "random_shift",
+    "register_dmc",
+    "register_envs",
     "reinitialize_incoming",
     "reset_layer",
     "reset_neurons",

@@ -1,0 +1,55 @@
+# DrQ (SAC from pixels with random-shift augmentation) on the image-based DeepMind Control tasks of the
+# Neuroplastic Expansion paper (Sec. 4.3, Fig. 10; App. C, Table 3), with sb3_plasticity's monitor attached:
+# the "vanilla DrQ" baseline those experiments build on.
+#
+# A .py config because rl-zoo evaluates `replay_buffer_class` strings with only nn/th/np in scope; here it is the
+# class object itself. rl-zoo exec's this file and reads `hyperparams`; `policy` stays a string (the zoo needs it).
+#
+# Env sb3_plasticity/DMCPixels-<domain>-<task>-v0 (docs/environments.md): 84x84 RGB from DrQ's camera, 3 frames
+# stacked into a channel-first uint8 (9, 84, 84) observation, action repeat 2 (Table 3); 500 agent steps per
+# episode. Tasks (Sec. 4.3): Reacher Easy, Reacher Hard, Walker Walk, Cartpole Swingup Sparse.
+# Paper settings used here (Table 3): learning rate 1e-4 (actor, critic, temperature), mini-batch 256, gamma
+# 0.99, critic soft-update rate 0.01, agent update every 2 env steps (train_freq 2), 3-step returns
+# (DrQNStepReplayBuffer = SB3's NStepReplayBuffer + DrQ's random shift, pad 4), features dim 50 (NatureCNN's
+# output), hidden dim 1024 (two layers), seed frames 4000 = 2000 agent steps of random actions (learning_starts).
+# - Deviation: replay buffer 100,000 transitions, not 1e6. SB3 stores every stacked observation twice (obs and
+#   next obs, 2 x 63.5 kB): 1e6 would take 127 GB, 100,000 takes 12.7 GB (DrQ's own capacity was 100,000).
+# - Deviation: the encoder is SB3's NatureCNN (3 conv layers, then a 50-d linear layer with ReLU), one per actor
+#   and critic (SB3 SAC's default; SB3's shared-encoder mode trains it with the actor loss only), where DrQ has
+#   one 4-layer 32-channel encoder trained by the critic and a LayerNorm-tanh 50-d output. One augmentation per
+#   sample, no K/M averaging of Q targets (DrQ-v2's choice). "Exploration steps 2000" is DrQ-v2's DDPG noise
+#   schedule; SAC explores through its entropy term (initial temperature 0.1, DrQ).
+# - n_timesteps 5e5 agent steps (1e6 frames): our choice, the paper gives no length.
+# - PlasticityMonitorCallback logs neuron health under plasticity/ every 5000 env steps (NatureCNN channels are
+#   neuron groups too, under plasticity/<network>/...).
+#
+# Run (from the repository root; -tb turns TensorBoard on; MUJOCO_GL=egl renders headless):
+#   MUJOCO_GL=egl python -m rl_zoo3.train --algo sac --env sb3_plasticity/DMCPixels-walker-walk-v0 \
+#       --gym-packages sb3_plasticity --conf-file zoo_configs/neuroplastic_expansion/drq_pixels.py \
+#       -tb runs/ne_drq -f logs/ne_drq
+# (--env sb3_plasticity/DMCPixels-{reacher-easy,reacher-hard,walker-walk,cartpole-swingup_sparse}-v0)
+
+from sb3_plasticity import DrQNStepReplayBuffer, dmc_env_id
+
+# NE Sec. 4.3
+TASKS = [("reacher", "easy"), ("reacher", "hard"), ("walker", "walk"), ("cartpole", "swingup_sparse")]
+
+drq = dict(
+    n_timesteps=500_000,
+    policy="CnnPolicy",
+    policy_kwargs=dict(net_arch=[1024, 1024], features_extractor_kwargs=dict(features_dim=50)),
+    learning_rate=1e-4,
+    buffer_size=100_000,
+    replay_buffer_class=DrQNStepReplayBuffer,
+    replay_buffer_kwargs=dict(n_steps=3, gamma=0.99, pad=4),
+    learning_starts=2000,
+    batch_size=256,
+    gamma=0.99,
+    tau=0.01,
+    train_freq=2,
+    gradient_steps=1,
+    ent_coef="auto_0.1",
+    callback=[{"sb3_plasticity.PlasticityMonitorCallback": {"log_freq": 5000}}],
+)
+
+hyperparams = {dmc_env_id(domain, task, pixels=True): dict(drq) for domain, task in TASKS}
