@@ -22,6 +22,7 @@ import torch as th
 from torch import nn
 
 __all__ = [
+    "Branch",
     "Consumer",
     "DefaultInit",
     "InitScheme",
@@ -201,6 +202,64 @@ class NeuronGroup:
 
 
 # ----------------------------------------------------------------------------------------------------
+# Branching modules (plasticity injection's old + new - copy heads).
+# ----------------------------------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class Branch:
+    """One branch of a *branching module*: a module with a ``neuron_branches()`` method returning its branches,
+    each of which reads the module's whole input; the module's output combines the branches' outputs (e.g.
+    ``PlasticityInjectionCallback``'s ``old(x) + new(x) - copy(x)``).
+
+    Discovery treats every branch's first layer as a consumer of the neurons feeding the module, so surgery
+    (zeroed outgoing weights, bias transfer, twin sync) covers all of them. Only ``trainable`` branches are
+    walked further: their hidden layers are neuron groups and their layers enter ``NeuronModel.layers``;
+    frozen branches are never reset or re-initialised.
+
+    :param name: the branch's child name inside the module (``new``).
+    :param module: the branch.
+    :param trainable: whether the branch's parameters are trained.
+    :param inits: init scheme of each Linear/Conv layer of the branch in data-flow order (default: the
+        enclosing stage's).
+    """
+
+    name: str
+    module: nn.Module
+    trainable: bool = True
+    inits: tuple[InitScheme, ...] | None = None
+
+
+def _branches(module: nn.Module) -> list[Branch] | None:
+    fn = getattr(module, "neuron_branches", None)
+    return list(fn()) if callable(fn) else None
+
+
+def _expand_branches(leaves: list[_Leaf]) -> list[tuple[list[_Leaf], bool]]:
+    """One leaf list per route through the branching modules on a path, and whether the route is trainable.
+
+    A frozen branch's route ends at its first layer (it is only there as a consumer of what feeds it).
+    """
+    at = next((i for i, leaf in enumerate(leaves) if _branches(leaf.module) is not None), None)
+    if at is None:
+        return [(leaves, True)]
+    head, before, after = leaves[at], leaves[:at], leaves[at + 1 :]
+    routes: list[tuple[list[_Leaf], bool]] = []
+    for branch in _branches(head.module) or []:
+        stage = Stage(head.network, _join(head.name, branch.name), branch.module, head.init, head.column_offset)
+        inner = _leaves(stage)
+        inits = iter(branch.inits or ())
+        for leaf in inner:
+            if isinstance(leaf.module, _PRODUCERS):
+                leaf.init = next(inits, leaf.init)
+        if branch.trainable:
+            routes += _expand_branches(before + inner + after)
+        else:
+            for route, _ in _expand_branches(inner):
+                first = next((i for i, leaf in enumerate(route) if isinstance(leaf.module, _PRODUCERS)), len(route))
+                routes.append((before + route[: first + 1], False))
+    return routes
+
+
+# ----------------------------------------------------------------------------------------------------
 # Paths: sequential data flow through modules, walked to find producer -> ... -> consumer chains.
 # ----------------------------------------------------------------------------------------------------
 @dataclass(frozen=True, eq=False)
@@ -238,7 +297,7 @@ def _leaves(stage: Stage) -> list[_Leaf]:
     leaves = list(_flatten(stage.module, stage.prefix, stage))
     # The previous stage's output enters this stage's first layer at ``column_offset``.
     for leaf in leaves:
-        if isinstance(leaf.module, _PRODUCERS):
+        if isinstance(leaf.module, _PRODUCERS) or _branches(leaf.module) is not None:
             leaf.column_offset = stage.column_offset
             break
     return leaves
@@ -251,7 +310,9 @@ def _join(prefix: str, name: str) -> str:
 def _flatten(module: nn.Module, prefix: str, stage: Stage) -> Iterator[_Leaf]:
     from stable_baselines3.common.torch_layers import FlattenExtractor, NatureCNN
 
-    if isinstance(module, (nn.Sequential, NatureCNN, FlattenExtractor)):
+    if _branches(module) is not None:
+        yield _Leaf(stage.network, prefix, module, stage.init, 0)  # expanded into its branches by _walk
+    elif isinstance(module, (nn.Sequential, NatureCNN, FlattenExtractor)):
         # NatureCNN.forward is linear(cnn(x)) and FlattenExtractor.forward is flatten(x): their children in
         # registration order are their data flow, like a Sequential's.
         for name, child in module.named_children():
@@ -268,9 +329,17 @@ def _flatten(module: nn.Module, prefix: str, stage: Stage) -> Iterator[_Leaf]:
         )
 
 
+def _routes(path: NetworkPath) -> list[tuple[list[_Leaf], bool]]:
+    """The path's leaves, one list per route through its branching modules (and whether it is trainable)."""
+    return _expand_branches([leaf for stage in path.stages for leaf in _leaves(stage)])
+
+
 def _walk(path: NetworkPath) -> list[tuple[_Leaf, nn.Module, nn.Module | None, Consumer | None]]:
     """(producer leaf, output module, norm, consumer or None if it is an output layer) along a path."""
-    leaves = [leaf for stage in path.stages for leaf in _leaves(stage)]
+    return [found for leaves, _ in _routes(path) for found in _walk_leaves(leaves)]
+
+
+def _walk_leaves(leaves: list[_Leaf]) -> list[tuple[_Leaf, nn.Module, nn.Module | None, Consumer | None]]:
     found = []
     for i, leaf in enumerate(leaves):
         if not isinstance(leaf.module, _PRODUCERS):
@@ -452,9 +521,13 @@ def _mark_last_hidden(groups: Sequence[NeuronGroup]) -> None:
 
 
 def layers_from_paths(paths: Sequence[NetworkPath]) -> list[list[Layer]]:
-    """The Linear/Conv layers along each path, in data-flow order."""
+    """The Linear/Conv layers along each path (each trainable route of a path with branching modules), in data-flow
+    order."""
     return [
-        [Layer(leaf.network, leaf.name, leaf.module, leaf.init, norm) for leaf, _, norm, _ in _walk(path)] for path in paths
+        [Layer(leaf.network, leaf.name, leaf.module, leaf.init, norm) for leaf, _, norm, _ in _walk_leaves(leaves)]
+        for path in paths
+        for leaves, trainable in _routes(path)
+        if trainable
     ]
 
 

@@ -3,11 +3,13 @@
 from sb3_plasticity.methods.base import PlasticityCallback
 from sb3_plasticity.methods.cbp import CBPCallback
 from sb3_plasticity.methods.drift import PolicyProbe
+from sb3_plasticity.methods.injection import InjectedHead, PlasticityInjectionCallback, inject_heads
 from sb3_plasticity.methods.intervention import InterventionCallback
 from sb3_plasticity.methods.learning_rates import NetworkLearningRateCallback
 from sb3_plasticity.methods.monitor import PlasticityMonitorCallback
 from sb3_plasticity.methods.neuron_reset import NeuronResetCallback
 from sb3_plasticity.methods.neuroplastic_expansion import NECallback, NeuroplasticExpansionCallback
+from sb3_plasticity.methods.phase_eval import PhaseEvalCallback
 from sb3_plasticity.methods.redo import ReDoCallback
 from sb3_plasticity.methods.regrama import GraMaResetCallback
 from sb3_plasticity.methods.reset import ResetCallback
@@ -18,16 +20,20 @@ __all__ = [
     "CBPCallback",
     "CycleResetDistillCallback",
     "GraMaResetCallback",
+    "InjectedHead",
     "InterventionCallback",
     "NECallback",
     "NetworkLearningRateCallback",
     "NeuronResetCallback",
     "NeuroplasticExpansionCallback",
+    "PhaseEvalCallback",
     "PlasticityCallback",
+    "PlasticityInjectionCallback",
     "PlasticityMonitorCallback",
     "PolicyProbe",
     "ReDoCallback",
     "ResetCallback",
     "ShrinkPerturbCallback",
     "alpha_dkl",
+    "inject_heads",
 ]

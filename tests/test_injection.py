@@ -1,0 +1,361 @@
+"""PlasticityInjectionCallback: function preserved at injection, what trains afterwards, target networks, neuron
+discovery on injected heads, save/load, repeated injections, logging and errors."""
+
+from __future__ import annotations
+
+import copy
+
+import gymnasium as gym
+import pytest
+import torch as th
+from stable_baselines3 import A2C, DQN, PPO, SAC, TD3
+from stable_baselines3.common.logger import KVWriter, Logger
+from torch import nn
+
+from sb3_plasticity import (
+    InjectedHead,
+    PlasticityInjectionCallback,
+    PlasticityMonitorCallback,
+    ReDoCallback,
+    discover,
+    surgery,
+)
+from sb3_plasticity.methods import injection
+from sb3_plasticity.methods.injection import inject_heads, injected_networks
+
+ARCH = dict(net_arch=[16, 8])
+OFF = dict(learning_starts=50, buffer_size=1000, batch_size=32, policy_kwargs=ARCH)
+ON = dict(n_steps=32, batch_size=16, n_epochs=2, policy_kwargs=ARCH)
+
+
+class Recorder(KVWriter):
+    """Keeps every dump: ``[(step, {key: value})]``."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[int, dict]] = []
+
+    def write(self, key_values, key_excluded, step=0) -> None:
+        self.rows.append((step, dict(key_values)))
+
+    def close(self) -> None:
+        pass
+
+    def values(self, key: str) -> list[tuple[int, float]]:
+        return [(step, row[key]) for step, row in self.rows if key in row]
+
+
+def recorded(model) -> Recorder:
+    rec = Recorder()
+    model.set_logger(Logger(folder=None, output_formats=[rec]))
+    return rec
+
+
+def make(algo, env: str = "Pendulum-v1", **kwargs):
+    defaults = OFF if algo in (TD3, SAC) else ON if algo is PPO else dict(n_steps=8)
+    # a fresh policy_kwargs dict: SB3 writes into it (SAC adds use_sde)
+    kwargs = {**defaults, "policy_kwargs": dict(ARCH), **kwargs}
+    return algo("MlpPolicy", env, seed=0, device="cpu", **kwargs)
+
+
+def observations(model, n: int = 64) -> tuple[th.Tensor, th.Tensor]:
+    gen = th.Generator().manual_seed(1)
+    obs = th.rand((n, *model.observation_space.shape), generator=gen) * 2 - 1
+    act = th.rand((n, *model.action_space.shape), generator=gen) * 2 - 1
+    return obs, act
+
+
+@th.no_grad()
+def outputs(model, obs: th.Tensor, act: th.Tensor) -> dict[str, th.Tensor]:
+    """Every network's output on a batch (targets included)."""
+    policy = model.policy
+    if isinstance(model, (PPO, A2C)):
+        dist = policy.get_distribution(obs).distribution
+        logits = dist.logits if hasattr(dist, "logits") else dist.mean
+        return {"policy": logits, "value": policy.predict_values(obs)}
+    out = {"critic": th.cat(policy.critic(obs, act), 1), "critic_target": th.cat(policy.critic_target(obs, act), 1)}
+    if isinstance(model, SAC):
+        mean, log_std, _ = policy.actor.get_action_dist_params(obs)
+        out["actor"] = th.cat([mean, log_std], 1)
+    else:
+        out["actor"] = policy.actor(obs)
+        out["actor_target"] = policy.actor_target(obs)
+    return out
+
+
+def heads(module: nn.Module) -> list[InjectedHead]:
+    return [m for m in module.modules() if isinstance(m, InjectedHead) and not _inside_old(module, m)]
+
+
+def _inside_old(root: nn.Module, head: InjectedHead) -> bool:
+    return any(isinstance(m, InjectedHead) and any(x is head for x in m.old.modules()) for m in root.modules())
+
+
+def optimizer_params(model) -> set[int]:
+    return {id(p) for opt in injection._policy_optimizers(model.policy) for g in opt.param_groups for p in g["params"]}
+
+
+def snapshot(params) -> list[th.Tensor]:
+    return [p.detach().clone() for p in params]
+
+
+def changed(before: list[th.Tensor], params) -> bool:
+    return any(not th.equal(b, p) for b, p in zip(before, params, strict=True))
+
+
+# ----------------------------------------------------------------------------------------------------
+# Function preservation and structure
+# ----------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "algo, env, head_layers",
+    [
+        (TD3, "Pendulum-v1", 1),
+        (TD3, "Pendulum-v1", 2),
+        (SAC, "Pendulum-v1", 1),
+        (PPO, "Pendulum-v1", 1),
+        (PPO, "CartPole-v1", 2),
+        (A2C, "CartPole-v1", 1),
+    ],
+)
+def test_function_unchanged_at_injection(algo, env, head_layers):
+    model = make(algo, env)
+    obs, act = observations(model)
+    before = outputs(model, obs, act)
+    for network in injection.head_networks(model.policy):
+        inject_heads(model.policy, network, head_layers)
+    after = outputs(model, obs, act)
+    for name, value in before.items():
+        assert th.allclose(after[name], value, atol=1e-6, rtol=0), name
+    # every route's head is injected, the targets' too
+    n_routes = {TD3: 1 + 2 + 1 + 2, SAC: 2 + 2 + 2, PPO: 2, A2C: 2}[algo]
+    assert len(heads(model.policy)) == n_routes
+    for head in heads(model.policy):
+        assert head.head_layers == head_layers
+        assert not any(p.requires_grad for p in [*head.old.parameters(), *head.copy.parameters()])
+        for p_new, p_copy in zip(head.new.parameters(), head.copy.parameters(), strict=True):
+            assert th.equal(p_new, p_copy)
+
+
+def test_fresh_head_uses_the_layers_init_scheme():
+    # PPO's orthogonal init: gain 0.01 for action_net, 1 for value_net, sqrt(2) for hidden layers
+    model = make(PPO, "CartPole-v1")
+    inject_heads(model.policy, "policy", 2)
+    inject_heads(model.policy, "value", 1)
+    new_pi, new_vf = model.policy.action_net.new, model.policy.value_net.new
+    hidden, out = new_pi[0].weight, new_pi[2].weight
+    # rows of an orthogonal matrix (16 x 16 hidden, 2 x 8 output) times the gain
+    assert th.allclose(hidden @ hidden.T, 2.0 * th.eye(8), atol=1e-5)
+    assert th.allclose(out @ out.T, 1e-4 * th.eye(2), atol=1e-8)
+    assert th.allclose(new_vf.weight.norm(), th.tensor(1.0), atol=1e-5)
+    assert th.all(new_pi[0].bias == 0) and th.all(new_vf.bias == 0)
+    assert not th.equal(new_pi[2].weight, model.policy.action_net.old[2].weight)
+
+
+def test_only_the_new_head_and_the_trunk_train_and_targets_follow():
+    # tau=1: every update copies the online parameters into the target, frozen heads included
+    model = make(TD3, tau=1.0, policy_delay=1)
+    model.learn(100)
+    for network in ("actor", "critic"):
+        inject_heads(model.policy, network)
+    online_heads = heads(model.actor) + heads(model.critic)
+    in_opt = optimizer_params(model)
+    new = [p for h in online_heads for p in h.new.parameters()]
+    frozen = [p for h in online_heads for p in (*h.old.parameters(), *h.copy.parameters())]
+    trunk = [model.critic.qf0[0].weight, model.actor.mu[0].weight]
+    assert all(id(p) in in_opt for p in new + trunk)
+    assert not any(id(p) in in_opt for p in frozen)
+    assert all(p not in opt.state for opt in injection._policy_optimizers(model.policy) for p in new)
+    new_0, frozen_0, trunk_0 = snapshot(new), snapshot(frozen), snapshot(trunk)
+    model.learn(100, reset_num_timesteps=False)
+    assert all(changed([b], [p]) for b, p in zip(new_0, new, strict=True))
+    assert not changed(frozen_0, frozen)
+    assert all(changed([b], [p]) for b, p in zip(trunk_0, trunk, strict=True))
+    for online, target in ((model.actor, model.actor_target), (model.critic, model.critic_target)):
+        assert [n for n, _ in online.named_parameters()] == [n for n, _ in target.named_parameters()]
+        for p, q in zip(online.parameters(), target.parameters(), strict=True):
+            assert th.equal(p, q)
+
+
+def test_target_new_head_equals_online_at_injection_and_polyak_keeps_old():
+    model = make(TD3)
+    model.learn(80)
+    old_target = snapshot(model.critic_target.qf0[4].parameters())
+    inject_heads(model.policy, "critic")
+    head, t_head = model.critic.qf0[4], model.critic_target.qf0[4]
+    assert all(th.equal(p, q) for p, q in zip(head.new.parameters(), t_head.new.parameters(), strict=True))
+    assert all(th.equal(p, q) for p, q in zip(head.copy.parameters(), t_head.copy.parameters(), strict=True))
+    # the target keeps its own (lagging) old head: its function is unchanged too
+    assert all(th.equal(p, q) for p, q in zip(old_target, t_head.old.parameters(), strict=True))
+    assert t_head.new is not head.new
+
+
+def test_sac_actor_heads_are_mu_and_log_std_and_ppo_log_std_trains():
+    sac = make(SAC)
+    inject_heads(sac.policy, "actor")
+    assert isinstance(sac.actor.mu, InjectedHead) and isinstance(sac.actor.log_std, InjectedHead)
+    assert isinstance(sac.actor.latent_pi[0], nn.Linear)
+    ppo = make(PPO)
+    inject_heads(ppo.policy, "policy")
+    assert id(ppo.policy.log_std) in optimizer_params(ppo)
+    log_std = ppo.policy.log_std.detach().clone()
+    ppo.learn(64)
+    assert not th.equal(log_std, ppo.policy.log_std)
+
+
+def test_discovery_sees_injected_heads_as_consumers():
+    model = make(TD3)
+    for network in ("actor", "critic"):
+        inject_heads(model.policy, network, 2)
+    neurons = discover(model)
+    by_key = {g.key: g for g in neurons.groups}
+    trunk = by_key["critic/qf0.0"]
+    assert {c.name for c in trunk.consumers} == {"qf0.4.old.0", "qf0.4.new.0", "qf0.4.copy.0"}
+    assert trunk.twin is by_key["critic_target/qf0.0"]
+    # the new head's hidden layer is a neuron group; the frozen heads' are not
+    assert "critic/qf0.4.new.0" in by_key and not any(".old." in k or ".copy." in k for k in by_key)
+    assert by_key["critic/qf0.4.new.0"].optimizers == (model.critic.optimizer,)
+    assert [layer.name for layer in neurons.layers("critic", last=1)] == ["qf0.4.new.2", "qf1.4.new.2"]
+    # ReDo's zeroed outgoing weights cover all three heads, in the online and the target network
+    surgery.reset_neurons(trunk, [3])
+    head = model.critic.qf0[4]
+    for branch in (head.old, head.new, head.copy, model.critic_target.qf0[4].new):
+        assert th.all(branch[0].weight[:, 3] == 0)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Inside learn(): logging, other methods, repeated injections
+# ----------------------------------------------------------------------------------------------------
+def test_callback_logs_and_other_methods_follow():
+    model = make(TD3)
+    rec = recorded(model)
+    monitor = PlasticityMonitorCallback(log_freq=50)
+    redo = ReDoCallback(reset_freq=100, networks="critic")
+    model.learn(250, callback=[PlasticityInjectionCallback(inject_at=120), monitor, redo])
+    assert rec.values("plasticity/injection/injected") == [(120, 1.0)]
+    assert rec.values("plasticity/injection/critic/injected") == [(120, 1.0)]
+    assert rec.values("plasticity/injection/actor/trainable_parameters") == [(120, 9.0)]
+    for network in ("actor", "critic"):
+        ((_, change),) = rec.values(f"plasticity/injection/{network}/output_change")
+        assert change < 1e-6
+    # the other callbacks were re-initialised: their neuron model has the new heads as consumers
+    for cb in (monitor, redo):
+        trunk = next(g for g in cb.neurons.groups if g.key == "critic/qf0.2")
+        assert {c.name for c in trunk.consumers} == {"qf0.4.old", "qf0.4.new", "qf0.4.copy"}
+    assert [s for s, _ in rec.values("plasticity/redo/reset_count")] == [100, 200]
+    assert any(s > 120 for s, _ in rec.values("plasticity/critic/dormant_ratio"))
+    assert model.plasticity_state["injection"] == {"n_injected": 1}
+
+
+def test_repeated_injections_stack_heads():
+    model = make(PPO, "CartPole-v1")
+    rec = recorded(model)
+    model.learn(128, callback=PlasticityInjectionCallback(inject_at=[0.25, 64], networks="value", head_layers=2))
+    head = model.policy.value_net
+    assert head.injections == 2 and head.old.injections == 1
+    assert rec.values("plasticity/injection/injected") == [(32, 1.0), (64, 2.0)]
+    assert injected_networks(model.policy) == {"value": 2}
+    assert not isinstance(model.policy.action_net, InjectedHead)
+    in_opt = optimizer_params(model)
+    assert all(id(p) in in_opt for p in head.new.parameters())
+    assert not any(id(p) in in_opt for p in [*head.old.parameters(), *head.copy.parameters()])
+    changes = rec.values("plasticity/injection/value/output_change")
+    assert [s for s, _ in changes] == [32, 64] and all(v < 1e-6 for _, v in changes)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Save / load
+# ----------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("algo", [TD3, SAC, PPO])
+def test_save_load_continue(algo, tmp_path):
+    env = "Pendulum-v1"
+    model = make(algo, env)
+    model.learn(150, callback=PlasticityInjectionCallback(inject_at=100))
+    model.save(tmp_path / "model")
+    obs, act = observations(model)
+    # a fresh process has not created the injectable policy class yet: load must recreate it from its name
+    name = type(model.policy).__qualname__
+    del injection.__dict__[name]
+    loaded = algo.load(tmp_path / "model", env=gym.make(env), device="cpu")
+    assert type(loaded.policy).__qualname__ == name and type(loaded.policy) is not type(model.policy)
+    before = outputs(model, obs, act)
+    after = outputs(loaded, obs, act)
+    for key, value in before.items():
+        assert th.equal(after[key], value), key
+    for opt, opt_loaded in zip(
+        injection._policy_optimizers(model.policy), injection._policy_optimizers(loaded.policy), strict=True
+    ):
+        state, state_loaded = opt.state_dict(), opt_loaded.state_dict()
+        assert state["param_groups"] == state_loaded["param_groups"]
+        for k, v in state["state"].items():
+            assert all(th.equal(v[n], state_loaded["state"][k][n]) for n in v)
+    frozen = [p for h in heads(loaded.policy) for p in h.copy.parameters()]
+    new = [p for h in heads(loaded.policy) for p in h.new.parameters()]
+    frozen_0, new_0 = snapshot(frozen), snapshot(new)
+    rec = recorded(loaded)
+    loaded.learn(100, reset_num_timesteps=False, callback=PlasticityInjectionCallback(inject_at=100))
+    assert rec.values("plasticity/injection/injected") == []
+    assert all(h.injections == 1 for h in heads(loaded.policy))
+    assert not changed(frozen_0, frozen) and changed(new_0, new)
+    assert discover(loaded).groups  # other methods can run on the loaded model
+
+
+def test_direct_injection_save_load(tmp_path):
+    model = make(SAC)
+    inject_heads(model, "critic")  # given the algorithm, its policy_class and policy_kwargs follow
+    model.save(tmp_path / "model")
+    loaded = SAC.load(tmp_path / "model", device="cpu")
+    assert loaded.policy_kwargs["plasticity_injection"] == {"injections": [{"network": "critic", "head_layers": 1}]}
+    assert isinstance(loaded.critic_target.qf1[4], InjectedHead)
+    model.policy.save(tmp_path / "policy.pth")
+    policy = type(model.policy).load(tmp_path / "policy.pth")
+    obs, act = observations(model)
+    with th.no_grad():
+        for q, q_loaded in zip(model.critic(obs, act), policy.critic(obs, act), strict=True):
+            assert th.equal(q, q_loaded)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Errors
+# ----------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("inject_at", [0, -5, 1.5, "100", [], [100, 0], True, None])
+def test_bad_inject_at(inject_at):
+    with pytest.raises(ValueError, match="inject_at"):
+        PlasticityInjectionCallback(inject_at=inject_at)
+
+
+def test_bad_head_layers():
+    with pytest.raises(ValueError, match="head_layers"):
+        PlasticityInjectionCallback(inject_at=10, head_layers=0)
+
+
+@pytest.mark.parametrize(
+    "algo, kwargs, match",
+    [
+        (TD3, dict(networks="foo"), "no network named"),
+        (TD3, dict(networks="critic_target"), "target networks"),
+        (TD3, dict(head_layers=4), "has only 3"),
+        (SAC, dict(networks="actor", head_layers=2), "SAC's actor head"),
+        (PPO, dict(inject_at=[0.5, 16]), "strictly increasing"),
+    ],
+)
+def test_bad_setup(algo, kwargs, match):
+    model = make(algo)
+    callback = PlasticityInjectionCallback(**{"inject_at": 10, **kwargs})
+    with pytest.raises(ValueError, match=match):
+        model.learn(32, callback=callback)
+
+
+def test_unsupported_algorithm():
+    model = DQN("MlpPolicy", "CartPole-v1", learning_starts=10, policy_kwargs=dict(ARCH))
+    with pytest.raises(ValueError, match="not a policy sb3_plasticity understands"):
+        model.learn(20, callback=PlasticityInjectionCallback(inject_at=10))
+    with pytest.raises(ValueError, match="supports the policies"):
+        inject_heads(model.policy, "q_net")
+
+
+def test_later_injection_must_keep_head_layers():
+    model = make(TD3)
+    inject_heads(model.policy, "critic", 1)
+    with pytest.raises(ValueError, match="injected with head_layers=1"):
+        inject_heads(model.policy, "critic", 2)
+    clone = copy.deepcopy(model.policy)  # deepcopy keeps the injected class and structure
+    assert isinstance(clone.critic.qf1[4], InjectedHead)
