@@ -30,6 +30,8 @@ Reproduce (from the repository root)::
         --output benchmarks/results/redo_sac_halfcheetah.json
     python benchmarks/bench_overhead.py --method ne --algo td3 --pairs 3 --timesteps 21000 --net-arch 256 128 \
         --batch-size 128 --end-step 6000000 --output benchmarks/results/ne_td3_halfcheetah.json
+    python benchmarks/bench_overhead.py --method ne --algo td3 --pairs 3 --timesteps 21000 --net-arch 256 128 \
+        --batch-size 128 --end-step 6000000 --fused-adam --output benchmarks/results/ne_td3_halfcheetah_fused_adam.json
 """
 
 from __future__ import annotations
@@ -87,6 +89,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--freq", type=int, default=None, help="the callback's log_freq / reset_freq (default: its default)")
     p.add_argument("--net-arch", type=int, nargs="+", default=None, help="hidden sizes (default: SB3's)")
     p.add_argument("--batch-size", type=int, default=None, help="default: SB3's")
+    p.add_argument("--fused-adam", action="store_true", help="both variants: Adam(fused=True) (same math, one kernel)")
     p.add_argument("--end-step", type=int, default=None, help="ne: the callback's end_step (default: the run's length)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--seed", type=int, default=0)
@@ -106,8 +109,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def timed_run(args: argparse.Namespace, monitor: bool, seed: int, timesteps: int) -> tuple[float, int]:
     """Build a fresh model, time ``model.learn``; return (seconds, events: monitor measurements or resets)."""
     kwargs: dict[str, Any] = {}
+    policy_kwargs: dict[str, Any] = {}
     if args.net_arch is not None:
-        kwargs["policy_kwargs"] = dict(net_arch=list(args.net_arch))
+        policy_kwargs["net_arch"] = list(args.net_arch)
+    if args.fused_adam:
+        policy_kwargs["optimizer_kwargs"] = dict(fused=True)
+    if policy_kwargs:
+        kwargs["policy_kwargs"] = policy_kwargs
     if args.batch_size is not None:
         kwargs["batch_size"] = args.batch_size
     policy: Any = "MlpPolicy"

@@ -115,8 +115,8 @@ def grama_inactive_ratio(grad: th.Tensor, tau: float = 0.0, alive: th.Tensor | N
 
 def active_mask(h: th.Tensor) -> th.Tensor:
     """Neurons with output > 0 on at least one sample (NE Eq. 1), bool ``(neurons,)``."""
-    if h.dim() == 2:  # (batch, neurons): no transposed copy (NE measures this every training step)
-        return (h > 0).any(dim=0)
+    if h.dim() == 2:  # (batch, neurons): one reduction, no transposed copy (NE measures this every training pass)
+        return h.amax(dim=0) > 0
     return (_per_neuron(h) > 0).any(dim=1)
 
 

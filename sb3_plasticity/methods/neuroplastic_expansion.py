@@ -63,13 +63,15 @@ class NeuroplasticExpansionCallback(PlasticityCallback):
 
     Every training pass the critic's active-neuron ratio (NE Eq. 1, pooled over its hidden layers, over the
     neurons that exist) is measured on the TD-loss batch and fed to the replay buffer when it is an
-    :class:`~sb3_plasticity.ExperienceReviewBuffer` (its ``review_window`` measurements make epsilon).
+    :class:`~sb3_plasticity.ExperienceReviewBuffer` (its ``review_window`` measurements make epsilon). The other
+    networks' ratios are measured on the first training pass after each log point (they only feed the logs).
 
     Logged (TensorBoard, written at once): per event ``plasticity/ne/grown``, ``pruned`` (connections),
     ``pruned_neurons``, ``grow_rate``, ``plasticity/ne/<network>/grown|pruned``, ``plasticity/ne/<network>/<layer>/
     grown``; per event and every ``log_freq`` steps ``plasticity/<network>/density`` and
     ``plasticity/<network>/<layer>/density`` (fraction of the masked layers' connections that exist),
-    ``plasticity/ne/<network>/active_ratio`` (mean over the passes measured since the last log),
+    ``plasticity/ne/<network>/active_ratio`` (critic: mean over the passes since the last log; others: the pass
+    after the log point),
     ``plasticity/ne/epsilon`` and ``plasticity/ne/review_fraction`` (review batches among those sampled since the
     last log) with an experience review buffer.
 
@@ -140,7 +142,9 @@ class NeuroplasticExpansionCallback(PlasticityCallback):
         self.total_pruned = 0
         self.t_end = 0
         self.masked: dict[str, list[tuple[str, MaskedLinear]]] = {}
-        self.meter: Capture | None = None
+        self.meter: Capture | None = None  # the critic, every training pass
+        self.capture: Capture | None = None  # the grown networks, for an event or a logged measurement
+        self._measure: set[str] = set()
         self.clip: WeightClip | None = None
         self.review_buffer: ExperienceReviewBuffer | None = None
         self._event_step: int | None = None
@@ -148,7 +152,7 @@ class NeuroplasticExpansionCallback(PlasticityCallback):
         self._grads: dict[MaskedLinear, th.Tensor] = {}
         self._event_log: dict[str, float] = {}
         self._ratios: dict[str, list[float]] = {}
-        self._alive: dict[str, tuple[list[tuple[NeuronGroup, th.Tensor]], int]] = {}
+        self._alive: dict[str, tuple[list[tuple[NeuronGroup, th.Tensor | None]], int]] = {}
         self._handles: list = []
         self._next_event = 0
         self._next_log = 0
@@ -182,7 +186,7 @@ class NeuroplasticExpansionCallback(PlasticityCallback):
         candidates = []
         for group in self.groups(network):
             counts = masked_connections_per_neuron(group)
-            dormant = dormant_mask(self.meter.records[group].activation, self.tau, group.alive()) & (counts > 0)
+            dormant = dormant_mask(self.capture.records[group].activation, self.tau, group.alive()) & (counts > 0)
             idx = dormant.nonzero().flatten()
             candidates.append((group, idx, counts[idx]))
         removed = n_neurons = 0
@@ -211,10 +215,14 @@ class NeuroplasticExpansionCallback(PlasticityCallback):
         self.t_end = self.end_step if self.end_step is not None else int(self.model._total_timesteps)
         buffer = getattr(self.model, "replay_buffer", None)
         self.review_buffer = buffer if isinstance(buffer, ExperienceReviewBuffer) else None
-        measured = set(names) | ({"critic"} if "critic" in self.neurons.trainable_networks else set())
-        self.meter = Capture(self.neurons, [g for g in self.neurons.groups if g.network in measured], gradients=False)
-        self.meter.arm()
-        self._ratios = {net: [] for net in sorted(measured)}
+        has_critic = "critic" in self.neurons.trainable_networks
+        measured = set(names) | ({"critic"} if has_critic else set())
+        self.meter = Capture(self.neurons, self.groups("critic"), gradients=False) if has_critic else None
+        if self.meter is not None:
+            self.meter.arm()
+        self.capture = Capture(self.neurons, [g for g in self.neurons.groups if g.network in names], gradients=False)
+        self._measure = set()
+        self._ratios = {"critic": []} if has_critic else {}
         self._alive = {}
         for net in measured:
             self._refresh_alive(net)
@@ -280,6 +288,7 @@ class NeuroplasticExpansionCallback(PlasticityCallback):
     def _start_event(self, step: int) -> None:
         self._event_step = step
         self._pending = set(self.masked)
+        self.capture.arm()  # afresh: the activations must come from the pass that gives the gradients
         for layers in self.masked.values():
             for _, layer in layers:
                 layer.dense_grad_hook = self._grad_catcher(layer)
@@ -293,17 +302,24 @@ class NeuroplasticExpansionCallback(PlasticityCallback):
         return hook
 
     def _collect(self) -> None:
-        """Read the last training pass: active ratios (and the review buffer), and the pending event's networks."""
-        for network in self._ratios:
-            if not self.meter.network_complete(network):
-                continue
-            ratio = self._active_ratio(network)
-            self._ratios[network].append(ratio)
-            if network == "critic" and self.review_buffer is not None:
+        """Read the last training pass: the critic's active ratio (for the review buffer), the networks measured for
+        the logs, and the pending event's networks."""
+        if self.meter is not None and self.meter.network_complete("critic"):
+            ratio = self._active_ratio("critic", self.meter)
+            self._ratios["critic"].append(ratio)
+            if self.review_buffer is not None:
                 self.review_buffer.record_active_ratio(ratio)
+        if self.meter is not None:
+            self.meter.records = {}  # the hooks stay: the next pass is recorded afresh
+        for network in sorted(self._measure):
+            if self.capture.network_complete(network):
+                self.record(f"{self.method}/{network}/active_ratio", self._active_ratio(network, self.capture))
+                self._measure.discard(network)
+                if not self._measure:
+                    self.dump()
         for network in sorted(self._pending):
             layers = [layer for _, layer in self.masked[network]]
-            if self.meter.network_complete(network) and all(layer in self._grads for layer in layers):
+            if self.capture.network_complete(network) and all(layer in self._grads for layer in layers):
                 for layer in layers:
                     layer.dense_grad_hook = None
                 self.expand(network)
@@ -312,23 +328,28 @@ class NeuroplasticExpansionCallback(PlasticityCallback):
                     self._refresh_alive(network)
         if self._event_step is not None and not self._pending:
             self._finish_event()
-        self.meter.records = {}  # the hooks stay: the next pass is recorded afresh
+        if not self._pending and not self._measure:
+            self.capture.disarm()
 
-    def _active_ratio(self, network: str) -> float:
+    def _active_ratio(self, network: str, capture: Capture) -> float:
         """NE Eq. 1 pooled over the network's hidden layers, over the neurons that exist."""
         groups, total = self._alive[network]
-        active = sum((active_mask(self.meter.records[g].activation) & alive).sum() for g, alive in groups)
+        active = 0
+        for group, alive in groups:
+            flags = active_mask(capture.records[group].activation)
+            active = active + (flags if alive is None else flags & alive).sum()
         return float(active) / max(total, 1)
 
     def _refresh_alive(self, network: str) -> None:
         # the topology only changes at events: the existing neurons are not recomputed every training pass
-        groups = []
-        for g in self.groups(network):
-            alive = g.alive()
-            if alive is None:
-                alive = th.ones(g.n_neurons, dtype=th.bool, device=g.producer.weight.device)
-            groups.append((g, alive))
-        self._alive[network] = (groups, int(sum(int(alive.sum()) for _, alive in groups)))
+        groups: list[tuple[NeuronGroup, th.Tensor | None]] = []
+        total = 0
+        for group in self.groups(network):
+            alive = group.alive()
+            n_alive = group.n_neurons if alive is None else int(alive.sum())
+            groups.append((group, None if n_alive == group.n_neurons else alive))
+            total += n_alive
+        self._alive[network] = (groups, total)
 
     def _finish_event(self) -> None:
         for network in self.masked:
@@ -378,10 +399,10 @@ class NeuroplasticExpansionCallback(PlasticityCallback):
 
     def _log_health(self) -> None:
         self._log_densities()
-        for network, ratios in self._ratios.items():
-            if ratios:
-                self.record(f"{self.method}/{network}/active_ratio", sum(ratios) / len(ratios))
-            self._ratios[network] = []
+        ratios = self._ratios.get("critic")
+        if ratios:
+            self.record(f"{self.method}/critic/active_ratio", sum(ratios) / len(ratios))
+            self._ratios["critic"] = []
         if self.review_buffer is not None:
             batches, reviews = self._review_counters()
             d_batches, d_reviews = batches - self._review_counts[0], reviews - self._review_counts[1]
@@ -389,6 +410,10 @@ class NeuroplasticExpansionCallback(PlasticityCallback):
             self.record(f"{self.method}/epsilon", self.review_buffer.epsilon)
             if d_batches > 0:
                 self.record(f"{self.method}/review_fraction", d_reviews / d_batches)
+        # the other networks are measured on the next training pass (not on every pass: they feed no rule)
+        self._measure = {net for net in self.masked if net != "critic" or self.meter is None}
+        if self._measure and not self.capture.armed:
+            self.capture.arm()
 
     # -- end, state -----------------------------------------------------------------------------------------
     def _finish(self) -> None:
@@ -397,8 +422,10 @@ class NeuroplasticExpansionCallback(PlasticityCallback):
         self._teardown()
 
     def _teardown(self) -> None:
-        if self.meter is not None:
-            self.meter.disarm()
+        for capture in (self.meter, self.capture):
+            if capture is not None:
+                capture.disarm()
+        self._measure = set()
         for handle in self._handles:
             handle.remove()
         self._handles = []
