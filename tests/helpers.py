@@ -11,6 +11,7 @@ from pathlib import Path
 import torch as th
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.envs import FakeImageEnv
+from stable_baselines3.common.logger import KVWriter
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 PREFIX = "plasticity/"
@@ -164,3 +165,19 @@ class RaiseAt(BaseCallback):
         if self.num_timesteps >= self.step:
             raise RuntimeError("interrupted")
         return True
+
+
+class Recorder(KVWriter):
+    """A logger output that keeps every dump in memory: ``[(step, {key: value})]``."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[int, dict]] = []
+
+    def write(self, key_values, key_excluded, step=0) -> None:
+        self.rows.append((step, dict(key_values)))
+
+    def close(self) -> None:
+        pass
+
+    def values(self, key: str) -> list[tuple[int, float]]:
+        return [(step, row[key]) for step, row in self.rows if key in row]

@@ -8,8 +8,9 @@ import copy
 import gymnasium as gym
 import pytest
 import torch as th
+from helpers import Recorder
 from stable_baselines3 import A2C, DQN, PPO, SAC, TD3
-from stable_baselines3.common.logger import KVWriter, Logger
+from stable_baselines3.common.logger import Logger
 from torch import nn
 
 from sb3_plasticity import (
@@ -26,22 +27,6 @@ from sb3_plasticity.methods.injection import inject_heads, injected_networks
 ARCH = dict(net_arch=[16, 8])
 OFF = dict(learning_starts=50, buffer_size=1000, batch_size=32, policy_kwargs=ARCH)
 ON = dict(n_steps=32, batch_size=16, n_epochs=2, policy_kwargs=ARCH)
-
-
-class Recorder(KVWriter):
-    """Keeps every dump: ``[(step, {key: value})]``."""
-
-    def __init__(self) -> None:
-        self.rows: list[tuple[int, dict]] = []
-
-    def write(self, key_values, key_excluded, step=0) -> None:
-        self.rows.append((step, dict(key_values)))
-
-    def close(self) -> None:
-        pass
-
-    def values(self, key: str) -> list[tuple[int, float]]:
-        return [(step, row[key]) for step, row in self.rows if key in row]
 
 
 def recorded(model) -> Recorder:

@@ -8,9 +8,10 @@ import gymnasium as gym
 import numpy as np
 import pytest
 from gymnasium import spaces
+from helpers import Recorder
 from stable_baselines3 import A2C
 from stable_baselines3.common.env_util import make_vec_env
-from stable_baselines3.common.logger import KVWriter, Logger
+from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
 from sb3_plasticity import PhaseEvalCallback
@@ -71,20 +72,6 @@ class NoPhaseEnv(PhaseToyEnv):
 
 
 gym.register(TOY_ID, entry_point=PhaseToyEnv)
-
-
-class Recorder(KVWriter):
-    def __init__(self) -> None:
-        self.rows: list[tuple[int, dict]] = []
-
-    def write(self, key_values, key_excluded, step=0) -> None:
-        self.rows.append((step, dict(key_values)))
-
-    def close(self) -> None:
-        pass
-
-    def values(self, key: str) -> list[tuple[int, float]]:
-        return [(step, row[key]) for step, row in self.rows if key in row]
 
 
 def toy_model(env=None, **kwargs) -> tuple[A2C, Recorder]:
