@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 
 import gymnasium as gym
+import numpy as np
 import pytest
 import torch as th
 from helpers import Recorder
@@ -14,7 +15,11 @@ from stable_baselines3.common.logger import Logger
 from torch import nn
 
 from sb3_plasticity import (
+    BroNetSACPolicy,
+    BroNetTD3Policy,
     InjectedHead,
+    MultiHeadSACPolicy,
+    MultiHeadTD3Policy,
     PlasticityInjectionCallback,
     PlasticityMonitorCallback,
     ReDoCallback,
@@ -204,6 +209,44 @@ def test_discovery_sees_injected_heads_as_consumers():
     head = model.critic.qf0[4]
     for branch in (head.old, head.new, head.copy, model.critic_target.qf0[4].new):
         assert th.all(branch[0].weight[:, 3] == 0)
+
+
+@pytest.mark.parametrize("algo", [TD3, SAC])
+def test_bro_net_head_is_its_output_layer(algo, tmp_path):
+    model = algo(BroNetTD3Policy if algo is TD3 else BroNetSACPolicy, "Pendulum-v1", policy_kwargs=dict(width=16), seed=0)
+    obs = th.as_tensor(np.stack([model.observation_space.sample() for _ in range(8)]))
+    act = th.as_tensor(np.stack([model.action_space.sample() for _ in range(8)]))
+    with th.no_grad():
+        before = th.cat(model.critic(obs, act), dim=1)
+    inject_heads(model, "critic", 1)  # given the algorithm, save/load keep the injection
+    with th.no_grad():
+        assert th.allclose(th.cat(model.critic(obs, act), dim=1), before, atol=1e-6)
+    assert isinstance(model.critic.qf0.head, InjectedHead)
+    stem = {g.key: g for g in discover(model).groups}["critic/qf0.stem.0"]
+    # the stem feeds the blocks and the three heads: ReDo zeroes its columns in all of them
+    assert {"qf0.head.old", "qf0.head.new", "qf0.head.copy"} <= {c.name for c in stem.consumers}
+    model.save(tmp_path / "bro")
+    loaded = algo.load(tmp_path / "bro")
+    with th.no_grad():
+        assert th.allclose(th.cat(loaded.critic(obs, act), dim=1), before, atol=1e-6)
+
+
+@pytest.mark.parametrize("algo", [TD3, SAC])
+def test_multi_head_injects_every_task_head(algo):
+    env = gym.make("sb3_plasticity/ContinualMuJoCo-v0")
+    policy = MultiHeadTD3Policy if algo is TD3 else MultiHeadSACPolicy
+    model = algo(policy, env, policy_kwargs=dict(net_arch=[16]), buffer_size=100, seed=0)
+    obs = th.as_tensor(np.stack([env.observation_space.sample() for _ in range(16)])).float()
+    with th.no_grad():
+        before = model.policy._predict(obs, deterministic=True)
+    for network in ("actor", "critic"):
+        inject_heads(model, network)
+    with th.no_grad():
+        assert th.allclose(model.policy._predict(obs, deterministic=True), before, atol=1e-6)
+    heads = model.critic.qf0.heads
+    assert len(heads) == 4 and all(isinstance(h, InjectedHead) for h in heads)
+    actor_heads = model.actor.mu.heads if algo is TD3 else model.actor.mu
+    assert all(isinstance(h, InjectedHead) for h in actor_heads)
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -147,14 +147,29 @@ def _target_name(policy: nn.Module, network: str) -> str | None:
     return name if isinstance(getattr(policy, name, None), nn.Module) else None
 
 
-def _route(module: nn.Module, where: str) -> list[_Slot]:
-    # only a Sequential says that its children's order is its data flow
-    if not isinstance(module, nn.Sequential):
-        raise ValueError(
-            f"cannot locate the head of {where}: it is a {type(module).__name__}, not an nn.Sequential of layers "
-            "(plasticity injection supports SB3's MLP heads and policies that keep them)"
-        )
-    return _sequential_slots(module)
+def _routes(module: nn.Module, where: str) -> list[list[_Slot]]:
+    """The routes through a network's head part: one for a Sequential (its children's order is its data flow), one
+    per task for a multi-head network (each task's output layer is a head), one for a network that names its output
+    layer ``head`` (BroNet)."""
+    if isinstance(module, nn.Sequential):
+        return [_sequential_slots(module)]
+    heads = getattr(module, "heads", None)
+    if isinstance(heads, nn.ModuleList):
+        return [[_Slot(heads, key)] for key in heads._modules]
+    if isinstance(getattr(module, "head", None), nn.Module):
+        return [[_Slot(module, "head")]]
+    raise ValueError(
+        f"cannot locate the head of {where}: it is a {type(module).__name__}, not an nn.Sequential of layers "
+        "(plasticity injection supports SB3's MLP heads, multi-head and BRO-net policies)"
+    )
+
+
+def _slots(container: nn.Module, name: str) -> list[list[_Slot]]:
+    """A named output layer, or each of a per-task list of them (multi-head SAC's ``mu`` / ``log_std``)."""
+    module = getattr(container, name)
+    if isinstance(module, nn.ModuleList):
+        return [[_Slot(module, key)] for key in module._modules]
+    return [[_Slot(container, name)]]
 
 
 def _paths(policy: nn.Module, network: str) -> list[list[_Slot]]:
@@ -162,16 +177,16 @@ def _paths(policy: nn.Module, network: str) -> list[list[_Slot]]:
     if isinstance(policy, ActorCriticPolicy):
         mlp = policy.mlp_extractor
         if network == "policy":
-            return [[*_route(mlp.policy_net, "mlp_extractor.policy_net"), _Slot(policy, "action_net")]]
-        return [[*_route(mlp.value_net, "mlp_extractor.value_net"), _Slot(policy, "value_net")]]
+            return [[*_routes(mlp.policy_net, "mlp_extractor.policy_net")[0], _Slot(policy, "action_net")]]
+        return [[*_routes(mlp.value_net, "mlp_extractor.value_net")[0], _Slot(policy, "value_net")]]
     root = getattr(policy, network)
     if network.startswith("critic"):
         # q_networks is a plain list holding the same Sequentials as qf0, qf1, ...: changed in place, both see it
-        return [_route(q, f"{network}.qf{i}") for i, q in enumerate(root.q_networks)]
+        return [r for i, q in enumerate(root.q_networks) for r in _routes(q, f"{network}.qf{i}")]
     if isinstance(root, SACActor):
         # with gSDE, log_std is a Parameter (the exploration matrix's scale), not a layer: it is not a head
-        return [[_Slot(root, "mu")]] + ([[_Slot(root, "log_std")]] if isinstance(root.log_std, nn.Module) else [])
-    return [_route(root.mu, f"{network}.mu")]
+        return _slots(root, "mu") + (_slots(root, "log_std") if isinstance(root.log_std, nn.Module) else [])
+    return _routes(root.mu, f"{network}.mu")
 
 
 def _head_range(path: list[_Slot], head_layers: int, where: str) -> tuple[int, int]:
