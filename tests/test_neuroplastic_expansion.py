@@ -223,6 +223,19 @@ def test_network_selection_random_growth_and_no_pruning():
     assert int((model.policy.actor.mu[2].mask == 0).sum()) == inactive
 
 
+def test_grow_rate_per_network():
+    model = _td3()
+    cb = _Checked(grow_interval=300, grow_rate={"actor": 0.2, "critic": 0.6}, end_step=1000, prune=False)
+    model.learn(400, callback=cb)
+    ((step, log, before),) = cb.events
+    for net, rate_0 in (("actor", 0.2), ("critic", 0.6)):
+        rate = cosine_grow_rate(rate_0, step, 1000)
+        for name, _ in cb.masked[net]:
+            assert log[f"{net}/{name}/grown"] == int(rate * int((before[f"{net}/{name}"] == 0).sum()))
+    with pytest.raises(ValueError, match="exactly the networks"):
+        _td3().learn(10, callback=NECallback(grow_rate={"critic": 0.1}))
+
+
 def test_save_load_continue_keeps_masks_and_clip_state(tmp_path):
     model = _td3()
     cb = NECallback(grow_interval=300, grow_rate=0.5)
@@ -273,6 +286,8 @@ def test_bad_input():
         NECallback(grow_rate=0.0)
     with pytest.raises(ValueError, match="grow_rate"):
         NECallback(grow_rate=1.5)
+    with pytest.raises(ValueError, match="grow_rate"):
+        NECallback(grow_rate={"actor": 0.0, "critic": 0.1})
     with pytest.raises(ValueError, match="growth"):
         NECallback(growth="magic")
     with pytest.raises(ValueError, match="grow_interval"):

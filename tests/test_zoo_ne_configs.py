@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import gymnasium as gym
 import pytest
 import torch as th
 from helpers import read_scalars, zoo_train
 from stable_baselines3 import TD3
 
-from sb3_plasticity import ExperienceReviewBuffer, MaskedLinear, NeuroplasticExpansionCallback
+from sb3_plasticity import DrQExperienceReviewBuffer, ExperienceReviewBuffer, MaskedLinear, NeuroplasticExpansionCallback
 from sb3_plasticity.zoo import NE_TASKS
 
 ZOO = Path(__file__).resolve().parents[1] / "zoo_configs" / "neuroplastic_expansion"
@@ -104,3 +105,44 @@ def test_zoo_run(name, tmp_path):
         for layer_name, layer in getattr(model.policy, online).named_modules():
             if isinstance(layer, MaskedLinear):
                 assert th.equal(layer.mask, targets[layer_name].mask)
+
+
+NE_DRQ = ZOO / "ne_drq_pixels.py"
+
+
+def test_ne_drq_config_follows_app_c():
+    text = NE_DRQ.read_text()
+    assert text.startswith("#") and "python -m rl_zoo3.train" in text
+    config = read_config(NE_DRQ)
+    assert len(config) == 4
+    for env_id, hp in config.items():
+        gym.spec(env_id)
+        assert hp["policy"] == "sb3_plasticity.MaskedSACPolicy" and hp["replay_buffer_class"] is DrQExperienceReviewBuffer
+        assert hp["replay_buffer_kwargs"] == {"review_window": 250, "review_floor": 0.18, "pad": 4}
+        callbacks = {k: v for item in hp["callback"] for k, v in item.items()}
+        assert callbacks[NE] == {
+            "grow_interval": 20000,
+            "grow_rate": {"actor": 0.01, "critic": 0.02},
+            "prune_ratio": 0.23,
+            "clip_kappa": 2.0,
+        }
+        NeuroplasticExpansionCallback(**callbacks[NE])
+
+
+def test_ne_drq_zoo_run(tmp_path):
+    conf = tmp_path / "fast_ne_drq.py"
+    conf.write_text(
+        f"exec(open({str(NE_DRQ)!r}).read())\n"
+        "for hp in hyperparams.values():\n"
+        "    hp.update(buffer_size=300, batch_size=16, learning_starts=100, train_freq=1)\n"
+        "    hp['policy_kwargs'] = dict(hp['policy_kwargs'], net_arch=[64, 64])\n"
+        "    hp['callback'] = [{k: dict(v, grow_interval=50, log_freq=50) if k.endswith('ExpansionCallback') else v}\n"
+        "                      for item in hp['callback'] for k, v in item.items()]\n"
+    )
+    zoo_train("sac", "sb3_plasticity/DMCPixels-walker-walk-v0", conf, tmp_path, 200)
+    scalars = read_scalars(tmp_path / "tb")
+    for net in ("actor", "critic"):
+        density = [v for _, v in scalars[f"plasticity/{net}/density"]]
+        assert density[0] == pytest.approx(0.25, abs=0.01) and density[-1] > density[0]
+    assert len(scalars["plasticity/ne/grown"]) >= 2 and "plasticity/ne/epsilon" in scalars
+    assert "plasticity/ne/critic/grow_rate" in scalars and "plasticity/ne/grow_rate" not in scalars

@@ -82,7 +82,8 @@ class NeuroplasticExpansionCallback(PlasticityCallback):
 
     :param grow_interval: env steps between events (Delta T; default 20_000, NE App. C; 25_000 Humanoid/Ant).
     :param grow_rate: ``rate_0``, the fraction of a layer's remaining capacity grown at ``t = 0``, in (0, 1]
-        (default 0.15, NE App. C; 0.01 Humanoid/Ant).
+        (default 0.15, NE App. C; 0.01 Humanoid/Ant), or one per network, ``{"actor": 0.01, "critic": 0.02}``
+        (NE App. C for DrQ).
     :param prune_ratio: omega, pruned connections per grown connection at most, in [0, 1) (default 0.2, NE App. C;
         0.4 Humanoid/Ant).
     :param end_step: T_end in env steps, no event from then on (default: the end of the current ``learn()``,
@@ -108,7 +109,7 @@ class NeuroplasticExpansionCallback(PlasticityCallback):
     def __init__(
         self,
         grow_interval: int = 20_000,
-        grow_rate: float = 0.15,
+        grow_rate: float | dict[str, float] = 0.15,
         prune_ratio: float = 0.2,
         end_step: int | None = None,
         tau: float = 0.0,
@@ -122,7 +123,14 @@ class NeuroplasticExpansionCallback(PlasticityCallback):
     ) -> None:
         super().__init__(networks, verbose)
         self.grow_interval = check_positive_int("grow_interval", grow_interval)
-        self.grow_rate = check_range("grow_rate", grow_rate, 0.0, 1.0, low_open=True)
+        if isinstance(grow_rate, dict):
+            if not grow_rate:
+                raise ValueError("grow_rate must be a number or a non-empty {network: rate} dict, got {}")
+            self.grow_rate: float | dict[str, float] = {
+                str(net): check_range(f"grow_rate[{net!r}]", rate, 0.0, 1.0, low_open=True) for net, rate in grow_rate.items()
+            }
+        else:
+            self.grow_rate = check_range("grow_rate", grow_rate, 0.0, 1.0, low_open=True)
         self.prune_ratio = check_range("prune_ratio", prune_ratio, 0.0, 1.0, high_open=True)
         self.end_step = None if end_step is None else check_positive_int("end_step", end_step)
         self.tau = check_nonnegative("tau", tau)
@@ -161,7 +169,7 @@ class NeuroplasticExpansionCallback(PlasticityCallback):
     # -- the method (NE Alg. 1) ---------------------------------------------------------------------------
     def expand(self, network: str) -> None:
         """Grow, then prune, one network on its recorded training pass."""
-        rate = cosine_grow_rate(self.grow_rate, self._event_step, self.t_end)
+        rate = self.rate(network)
         grown = 0
         for name, layer in self.masked[network]:
             new = grow_connections(layer, self.grow_scores(layer), rate)
@@ -174,6 +182,11 @@ class NeuroplasticExpansionCallback(PlasticityCallback):
         self._event_log[f"{network}/grown"] = grown
         self._event_log[f"{network}/pruned"] = pruned
         self._event_log[f"{network}/pruned_neurons"] = pruned_neurons
+
+    def rate(self, network: str) -> float:
+        """``rate_t`` of ``network`` at the current event (NE Sec. 3.2)."""
+        rate_0 = self.grow_rate[network] if isinstance(self.grow_rate, dict) else self.grow_rate
+        return cosine_grow_rate(rate_0, self._event_step, self.t_end)
 
     def grow_scores(self, layer: MaskedLinear) -> th.Tensor:
         """``|dL/dW|`` of the recorded pass (gradient growth) or uniform noise (random growth)."""
@@ -212,6 +225,10 @@ class NeuroplasticExpansionCallback(PlasticityCallback):
             if not masked[net]:
                 raise ValueError(f"networks={self.networks!r}: network {net!r} has no masked layer to grow")
         self.masked = {net: masked[net] for net in names}
+        if isinstance(self.grow_rate, dict) and set(self.grow_rate) != set(names):
+            raise ValueError(
+                f"grow_rate={self.grow_rate!r} must give a rate for exactly the networks that grow, {sorted(names)!r}"
+            )
         self.t_end = self.end_step if self.end_step is not None else int(self.model._total_timesteps)
         buffer = getattr(self.model, "replay_buffer", None)
         self.review_buffer = buffer if isinstance(buffer, ExperienceReviewBuffer) else None
@@ -367,7 +384,10 @@ class NeuroplasticExpansionCallback(PlasticityCallback):
         self.record(f"{self.method}/grown", grown)
         self.record(f"{self.method}/pruned", pruned)
         self.record(f"{self.method}/pruned_neurons", pruned_neurons)
-        self.record(f"{self.method}/grow_rate", cosine_grow_rate(self.grow_rate, self._event_step, self.t_end))
+        for network in self.masked:
+            self.record(f"{self.method}/{network}/grow_rate", self.rate(network))
+        if not isinstance(self.grow_rate, dict):
+            self.record(f"{self.method}/grow_rate", self.rate(next(iter(self.masked))))
         self.record(f"{self.method}/n_events", self.n_events)
         self._log_densities()
         self.dump()
