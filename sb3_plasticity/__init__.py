@@ -73,7 +73,13 @@ from sb3_plasticity.neurons import (
     Stage,
     discover,
 )
-from sb3_plasticity.policies import MaskedActorCriticPolicy, MaskedSACPolicy, MaskedTD3Policy
+from sb3_plasticity.policies import (
+    MaskedActorCriticPolicy,
+    MaskedMultiHeadSACPolicy,
+    MaskedMultiHeadTD3Policy,
+    MaskedSACPolicy,
+    MaskedTD3Policy,
+)
 from sb3_plasticity.surgery import (
     reinitialize_incoming,
     reset_layer,
@@ -118,6 +124,8 @@ __all__ = [
     "LayerNormTD3Policy",
     "MaskedActorCriticPolicy",
     "MaskedLinear",
+    "MaskedMultiHeadSACPolicy",
+    "MaskedMultiHeadTD3Policy",
     "MaskedSACPolicy",
     "MaskedTD3Policy",
     "MultiHeadMlp",

@@ -25,9 +25,16 @@ from stable_baselines3.sac.policies import SACPolicy
 from stable_baselines3.td3.policies import TD3Policy
 from torch import nn
 
+from sb3_plasticity.networks import MultiHeadSACPolicy, MultiHeadTD3Policy
 from sb3_plasticity.topology import MaskedLinear, erdos_renyi_densities, random_mask
 
-__all__ = ["MaskedActorCriticPolicy", "MaskedSACPolicy", "MaskedTD3Policy"]
+__all__ = [
+    "MaskedActorCriticPolicy",
+    "MaskedMultiHeadSACPolicy",
+    "MaskedMultiHeadTD3Policy",
+    "MaskedSACPolicy",
+    "MaskedTD3Policy",
+]
 
 DISTRIBUTIONS = ("erdos_renyi", "uniform")
 
@@ -150,3 +157,35 @@ class MaskedActorCriticPolicy(_Masking, ActorCriticPolicy):
         for module in self.modules():
             if isinstance(module, MaskedLinear):
                 module.apply_mask()
+
+
+class MaskedMultiHeadTD3Policy(_Masking, MultiHeadTD3Policy):
+    """:class:`~sb3_plasticity.MultiHeadTD3Policy` (a shared trunk, one output layer per task) with maskable trunk
+    layers, for Neuroplastic Expansion on the continual sequence (NE Sec. 4.2, Fig. 8): the trunk's first layer and
+    the task heads stay dense. Takes the multi-head kwargs and those of :class:`MaskedTD3Policy`."""
+
+    def make_actor(self, features_extractor=None):
+        actor = super().make_actor(features_extractor)
+        self._mask_network([actor.mu.trunk], has_output_after=True)  # the task heads are the output layers
+        return actor
+
+    def make_critic(self, features_extractor=None):
+        critic = super().make_critic(features_extractor)
+        for q_net in critic.q_networks:
+            self._mask_network([q_net.trunk], has_output_after=True)
+        return critic
+
+
+class MaskedMultiHeadSACPolicy(_Masking, MultiHeadSACPolicy):
+    """:class:`~sb3_plasticity.MultiHeadSACPolicy` with maskable trunk layers; see :class:`MaskedMultiHeadTD3Policy`."""
+
+    def make_actor(self, features_extractor=None):
+        actor = super().make_actor(features_extractor)
+        self._mask_network([actor.latent_pi], has_output_after=True)
+        return actor
+
+    def make_critic(self, features_extractor=None):
+        critic = super().make_critic(features_extractor)
+        for q_net in critic.q_networks:
+            self._mask_network([q_net.trunk], has_output_after=True)
+        return critic

@@ -1,11 +1,20 @@
 """MaskedLinear, Erdos-Renyi densities and the masked SB3 policies (the topology part of Neuroplastic Expansion)."""
 
+import gymnasium as gym
 import pytest
 import torch as th
 from stable_baselines3 import PPO, SAC, TD3
 from torch import nn
 
-from sb3_plasticity import MaskedActorCriticPolicy, MaskedLinear, MaskedSACPolicy, MaskedTD3Policy, discover
+from sb3_plasticity import (
+    MaskedActorCriticPolicy,
+    MaskedLinear,
+    MaskedMultiHeadSACPolicy,
+    MaskedMultiHeadTD3Policy,
+    MaskedSACPolicy,
+    MaskedTD3Policy,
+    discover,
+)
 from sb3_plasticity.topology import erdos_renyi_densities, masked_layers, random_mask, sync_masks
 
 
@@ -138,3 +147,26 @@ def test_uniform_distribution_and_all_layers_masked():
     assert set(layers) == {"mu.0", "mu.2", "mu.4"}
     assert all(abs(layer.density - 0.5) < 0.05 for layer in layers.values())
     assert isinstance(model.actor.mu[0], nn.Linear)  # still an nn.Linear: SB3 init, optimizers, targets
+
+
+@pytest.mark.parametrize(
+    ("algo", "policy", "masked"),
+    [
+        (TD3, MaskedMultiHeadTD3Policy, {"actor.mu.trunk.2", "critic.qf0.trunk.2", "critic.qf1.trunk.2"}),
+        (SAC, MaskedMultiHeadSACPolicy, {"actor.latent_pi.2", "critic.qf0.trunk.2", "critic.qf1.trunk.2"}),
+    ],
+)
+def test_masked_multi_head_policies(algo, policy, masked, tmp_path):
+    env = gym.make("sb3_plasticity/ContinualMuJoCo-v0", episodes_per_task=1, max_episode_steps=20)
+    kwargs = dict(net_arch=[32, 32], initial_density=0.25)
+    model = algo(policy, env, policy_kwargs=kwargs, buffer_size=500, learning_starts=50, seed=0)
+    layers = {k: v for k, v in masked_layers(model.policy) if not k.endswith("_target") and "_target." not in k}
+    # only the trunks' hidden-to-hidden layers: the first trunk layer and every task head stay dense
+    assert set(layers) == masked
+    assert all(layer.density == pytest.approx(0.25, abs=1e-2) for layer in layers.values())
+    model.learn(100)
+    model.save(tmp_path / "model")
+    loaded = algo.load(tmp_path / "model", device="cpu")
+    loaded_layers = dict(masked_layers(loaded.policy))
+    assert all(th.equal(loaded_layers[k].mask, v.mask) for k, v in layers.items())
+    assert loaded.policy.n_tasks == 4 and loaded.policy.initial_density == 0.25

@@ -34,7 +34,7 @@ def read_config(path: Path) -> dict:
 
 
 def test_every_ne_config_is_listed():
-    assert {p.name for p in ZOO.glob("ne_td3*.py")} == set(VARIANTS)
+    assert {p.name for p in ZOO.glob("ne_*.py")} == {*VARIANTS, "ne_drq_pixels.py", "ne_td3_continual.py"}
 
 
 @pytest.mark.parametrize("name", sorted(VARIANTS))
@@ -69,17 +69,24 @@ def test_config_follows_app_c(name):
     assert config["Hopper-v5"]["callback"][1][NE]["grow_interval"] == 20000
 
 
-def fast_copy(name: str, tmp_path: Path) -> Path:
-    """A conf file that runs ``name`` with NE events every 100 steps (everything else as in the file)."""
-    out = tmp_path / f"fast_{name}"
+def fast_conf(path: Path, tmp_path: Path, ne: dict, hp_code: str = "") -> Path:
+    """A conf file that runs ``path`` with the NE callback's kwargs updated by ``ne`` and each env's hyperparameters
+    ``hp`` changed by ``hp_code`` (everything else as in the file)."""
+    out = tmp_path / f"fast_{path.name}"
     out.write_text(
-        f"exec(open({str(ZOO / name)!r}).read())\n"
+        f"exec(open({str(path)!r}).read())\n"
         "for hp in hyperparams.values():\n"
         "    for item in hp['callback']:\n"
         f"        if {NE!r} in item:\n"
-        f"            item[{NE!r}].update(grow_interval=100, log_freq=100)\n"
+        f"            item[{NE!r}] = dict(item[{NE!r}], **{ne!r})\n"
+        + "".join(f"    {line}\n" for line in hp_code.splitlines())
     )
     return out
+
+
+def fast_copy(name: str, tmp_path: Path) -> Path:
+    """``name`` with NE events every 100 steps."""
+    return fast_conf(ZOO / name, tmp_path, {"grow_interval": 100, "log_freq": 100})
 
 
 @pytest.mark.parametrize("name", sorted(VARIANTS))
@@ -130,14 +137,12 @@ def test_ne_drq_config_follows_app_c():
 
 
 def test_ne_drq_zoo_run(tmp_path):
-    conf = tmp_path / "fast_ne_drq.py"
-    conf.write_text(
-        f"exec(open({str(NE_DRQ)!r}).read())\n"
-        "for hp in hyperparams.values():\n"
-        "    hp.update(buffer_size=300, batch_size=16, learning_starts=100, train_freq=1)\n"
-        "    hp['policy_kwargs'] = dict(hp['policy_kwargs'], net_arch=[64, 64])\n"
-        "    hp['callback'] = [{k: dict(v, grow_interval=50, log_freq=50) if k.endswith('ExpansionCallback') else v}\n"
-        "                      for item in hp['callback'] for k, v in item.items()]\n"
+    conf = fast_conf(
+        NE_DRQ,
+        tmp_path,
+        {"grow_interval": 50, "log_freq": 50},
+        "hp.update(buffer_size=300, batch_size=16, learning_starts=100, train_freq=1)\n"
+        "hp['policy_kwargs'] = dict(hp['policy_kwargs'], net_arch=[64, 64])",
     )
     zoo_train("sac", "sb3_plasticity/DMCPixels-walker-walk-v0", conf, tmp_path, 200)
     scalars = read_scalars(tmp_path / "tb")
@@ -146,3 +151,29 @@ def test_ne_drq_zoo_run(tmp_path):
         assert density[0] == pytest.approx(0.25, abs=0.01) and density[-1] > density[0]
     assert len(scalars["plasticity/ne/grown"]) >= 2 and "plasticity/ne/epsilon" in scalars
     assert "plasticity/ne/critic/grow_rate" in scalars and "plasticity/ne/grow_rate" not in scalars
+
+
+NE_CONTINUAL = ZOO / "ne_td3_continual.py"
+
+
+def test_ne_continual_config_and_zoo_run(tmp_path):
+    (hp,) = read_config(NE_CONTINUAL).values()
+    assert hp["policy"] == "sb3_plasticity.MaskedMultiHeadTD3Policy"
+    assert hp["policy_kwargs"] == {"net_arch": [256, 128], "initial_density": 0.15}  # NE App. F.3
+    assert hp["replay_buffer_kwargs"] == {"review_window": 450, "review_floor": 0.35}
+    callbacks = {k: v for item in hp["callback"] for k, v in item.items()}
+    assert callbacks[NE] == {"grow_interval": 50000, "grow_rate": 0.01, "prune_ratio": 0.4, "clip_kappa": 3.0}
+    conf = fast_conf(NE_CONTINUAL, tmp_path, {"grow_interval": 100, "grow_rate": 0.5, "log_freq": 100})
+    zoo_train(
+        "td3",
+        "sb3_plasticity/ContinualMuJoCo-v0",
+        conf,
+        tmp_path,
+        300,
+        ["--env-kwargs", "episodes_per_task:2", "max_episode_steps:20", "-params", "learning_starts:100", "buffer_size:1000"],
+    )
+    scalars = read_scalars(tmp_path / "tb")
+    for net in ("actor", "critic"):
+        density = [v for _, v in scalars[f"plasticity/{net}/density"]]
+        assert density[0] == pytest.approx(0.15, abs=0.01) and density[-1] > density[0]
+    assert "plasticity/critic/dormant_ratio" in scalars and "plasticity/ne/epsilon" in scalars

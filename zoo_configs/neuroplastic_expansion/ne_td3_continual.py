@@ -1,0 +1,54 @@
+# NE-TD3 on the continual-adaptation task of the Neuroplastic Expansion paper (Sec. 4.2, Fig. 7-8; App. C, F.3):
+# HalfCheetah -> Humanoid -> Ant -> Hopper, 1000 episodes each, three times, in sb3_plasticity/ContinualMuJoCo-v0
+# (docs/environments.md), with sb3_plasticity's monitor attached. td3_continual.yml is the vanilla TD3 baseline with
+# the same TD3 settings (those of td3.yml: hidden (256, 128), actor lr 1e-4, critic lr 1e-3, batch 128, noise
+# N(0, 0.1), learning_starts 25000; 1.2e7 steps bound the 12,000 episodes).
+#
+# NE parts:
+# - MaskedMultiHeadTD3Policy: a shared (256, 128) trunk with one output layer per task (Sec. 4.2) in the actor and
+#   in each Q-network; the trunk's hidden-to-hidden layer is masked, starting at density 0.15 (App. F.3: "for the
+#   cycle adaptation task we find that starting from 0.15 is a good choice"); the task heads stay dense.
+# - NeuroplasticExpansionCallback: grow interval 50000 "to ensure the topology can continue growing during the
+#   long-term training", other parameters as for Humanoid (App. C): grow rate 0.01, omega 0.4, kappa 3.
+# - ExperienceReviewBuffer: window c = 450, threshold of ER 0.35 (Humanoid's).
+# The zoo's EvalCallback builds its own env, which runs its own sequence: run with --eval-freq -1 (and add
+# sb3_plasticity.PhaseEvalCallback to `callback` for evaluations that follow the training task).
+#
+# Run (from the repository root; -tb turns TensorBoard on):
+#   python -m rl_zoo3.train --algo td3 --env sb3_plasticity/ContinualMuJoCo-v0 --gym-packages sb3_plasticity \
+#       --conf-file zoo_configs/neuroplastic_expansion/ne_td3_continual.py --eval-freq -1 -tb runs/ne -f logs/ne
+
+from sb3_plasticity import ExperienceReviewBuffer
+
+hyperparams = {
+    "sb3_plasticity/ContinualMuJoCo-v0": dict(
+        n_timesteps=1.2e7,
+        env_kwargs=dict(episodes_per_task=1000, cycles=3),
+        policy="sb3_plasticity.MaskedMultiHeadTD3Policy",  # rl_zoo3 needs a dotted string, even in .py configs
+        policy_kwargs=dict(net_arch=[256, 128], initial_density=0.15),
+        learning_rate=1e-4,  # the actor's rate (see td3.yml); the critic's is set by the callback
+        buffer_size=1_000_000,
+        replay_buffer_class=ExperienceReviewBuffer,
+        replay_buffer_kwargs=dict(review_window=450, review_floor=0.35),
+        learning_starts=25_000,
+        batch_size=128,
+        gamma=0.99,
+        tau=0.005,
+        train_freq=1,
+        gradient_steps=1,
+        policy_delay=2,
+        target_policy_noise=0.2,
+        target_noise_clip=0.5,
+        noise_type="normal",
+        noise_std=0.1,
+        callback=[
+            {"sb3_plasticity.NetworkLearningRateCallback": dict(actor=1e-4, critic=1e-3)},
+            {
+                "sb3_plasticity.NeuroplasticExpansionCallback": dict(
+                    grow_interval=50_000, grow_rate=0.01, prune_ratio=0.4, clip_kappa=3.0
+                )
+            },
+            {"sb3_plasticity.PlasticityMonitorCallback": dict(log_freq=5000)},
+        ],
+    )
+}
