@@ -164,37 +164,39 @@ def add_layer_norms(sequential: nn.Sequential, last_is_output: bool) -> list[nn.
     return norms[::-1]
 
 
-class LayerNormTD3Policy(TD3Policy):
+class _LayerNormOffPolicy:
+    """TD3 / SAC: norms in the actor's ``actor_part`` Sequential and in every Q-network (targets are copies)."""
+
+    actor_part: str
+    actor_output_inside: bool  # the actor's output layer is the Sequential's last Linear (TD3's mu)
+
+    def make_actor(self, features_extractor=None):
+        actor = super().make_actor(features_extractor)
+        add_layer_norms(getattr(actor, self.actor_part), last_is_output=self.actor_output_inside)
+        return actor
+
+    def make_critic(self, features_extractor=None):
+        critic = super().make_critic(features_extractor)
+        for q_net in critic.q_networks:
+            add_layer_norms(q_net, last_is_output=True)
+        return critic
+
+
+class LayerNormTD3Policy(_LayerNormOffPolicy, TD3Policy):
     """SB3's ``TD3Policy`` (also for DDPG) with ``Linear -> LayerNorm -> activation`` in every hidden layer of the
     actor and of each Q-network (targets too): the NE paper's LN-TD3 baseline (App. C.2). The output layers have no
     norm. Takes SB3's ``TD3Policy`` kwargs (``net_arch``, ``activation_fn``, ``n_critics``, ...)."""
 
-    def make_actor(self, features_extractor=None):
-        actor = super().make_actor(features_extractor)
-        add_layer_norms(actor.mu, last_is_output=True)
-        return actor
-
-    def make_critic(self, features_extractor=None):
-        critic = super().make_critic(features_extractor)
-        for q_net in critic.q_networks:
-            add_layer_norms(q_net, last_is_output=True)
-        return critic
+    actor_part = "mu"
+    actor_output_inside = True
 
 
-class LayerNormSACPolicy(SACPolicy):
+class LayerNormSACPolicy(_LayerNormOffPolicy, SACPolicy):
     """SB3's ``SACPolicy`` with ``Linear -> LayerNorm -> activation`` in every hidden layer of the actor
     (``latent_pi``; ``mu`` and ``log_std`` are the output layers) and of each Q-network (the target too)."""
 
-    def make_actor(self, features_extractor=None):
-        actor = super().make_actor(features_extractor)
-        add_layer_norms(actor.latent_pi, last_is_output=False)
-        return actor
-
-    def make_critic(self, features_extractor=None):
-        critic = super().make_critic(features_extractor)
-        for q_net in critic.q_networks:
-            add_layer_norms(q_net, last_is_output=True)
-        return critic
+    actor_part = "latent_pi"
+    actor_output_inside = False
 
 
 class LayerNormActorCriticPolicy(ActorCriticPolicy):

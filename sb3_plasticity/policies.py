@@ -18,7 +18,8 @@ These "masked" policies are unrelated to sb3-contrib's ``MaskableActorCriticPoli
 
 from __future__ import annotations
 
-from typing import Any
+from operator import attrgetter
+from typing import Any, ClassVar
 
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.sac.policies import SACPolicy
@@ -106,7 +107,34 @@ class _Masking:
         return layers
 
 
-class MaskedTD3Policy(_Masking, TD3Policy):
+class _MaskedOffPolicy(_Masking):
+    """The masked actor and critic of TD3 / SAC: which ``nn.Sequential`` of each network is masked.
+
+    :cvar actor_part: attribute path of the actor's hidden layers (``mu``, ``latent_pi``, ``mu.trunk``).
+    :cvar actor_output_after: the actor's output layers come after ``actor_part`` (SAC's ``mu``/``log_std``, the
+        task heads), so its last Linear is hidden.
+    :cvar critic_part: attribute of each Q-network holding its layers (None: the Q-network itself; ``trunk`` for
+        multi-head Q-networks, whose task heads are the output layers).
+    """
+
+    actor_part: ClassVar[str]
+    actor_output_after: ClassVar[bool]
+    critic_part: ClassVar[str | None] = None
+
+    def make_actor(self, features_extractor=None):
+        actor = super().make_actor(features_extractor)
+        self._mask_network([attrgetter(self.actor_part)(actor)], has_output_after=self.actor_output_after)
+        return actor
+
+    def make_critic(self, features_extractor=None):
+        critic = super().make_critic(features_extractor)
+        for q_net in critic.q_networks:  # each Q-network is a network of its own: first and last layer dense
+            part = q_net if self.critic_part is None else getattr(q_net, self.critic_part)
+            self._mask_network([part], has_output_after=self.critic_part is not None)
+        return critic
+
+
+class MaskedTD3Policy(_MaskedOffPolicy, TD3Policy):
     """SB3's ``TD3Policy`` (also for DDPG) with maskable hidden layers; see the module docstring.
 
     :param initial_density: overall density of the masked layers of each network, in (0, 1] (default 0.25).
@@ -114,31 +142,15 @@ class MaskedTD3Policy(_Masking, TD3Policy):
     :param dense_first_last: keep the first and last layer of each network dense (default True).
     """
 
-    def make_actor(self, features_extractor=None):
-        actor = super().make_actor(features_extractor)
-        self._mask_network([actor.mu], has_output_after=False)
-        return actor
-
-    def make_critic(self, features_extractor=None):
-        critic = super().make_critic(features_extractor)
-        for q_net in critic.q_networks:  # each Q-network is a network of its own: first and last layer dense
-            self._mask_network([q_net], has_output_after=False)
-        return critic
+    actor_part = "mu"
+    actor_output_after = False
 
 
-class MaskedSACPolicy(_Masking, SACPolicy):
+class MaskedSACPolicy(_MaskedOffPolicy, SACPolicy):
     """SB3's ``SACPolicy`` with maskable hidden layers; the parameters are those of :class:`MaskedTD3Policy`."""
 
-    def make_actor(self, features_extractor=None):
-        actor = super().make_actor(features_extractor)
-        self._mask_network([actor.latent_pi], has_output_after=True)  # mu and log_std are the output layers
-        return actor
-
-    def make_critic(self, features_extractor=None):
-        critic = super().make_critic(features_extractor)
-        for q_net in critic.q_networks:
-            self._mask_network([q_net], has_output_after=False)
-        return critic
+    actor_part = "latent_pi"
+    actor_output_after = True  # mu and log_std are the output layers
 
 
 class MaskedActorCriticPolicy(_Masking, ActorCriticPolicy):
@@ -159,33 +171,19 @@ class MaskedActorCriticPolicy(_Masking, ActorCriticPolicy):
                 module.apply_mask()
 
 
-class MaskedMultiHeadTD3Policy(_Masking, MultiHeadTD3Policy):
+class MaskedMultiHeadTD3Policy(_MaskedOffPolicy, MultiHeadTD3Policy):
     """:class:`~sb3_plasticity.MultiHeadTD3Policy` (a shared trunk, one output layer per task) with maskable trunk
     layers, for Neuroplastic Expansion on the continual sequence (NE Sec. 4.2, Fig. 8): the trunk's first layer and
     the task heads stay dense. Takes the multi-head kwargs and those of :class:`MaskedTD3Policy`."""
 
-    def make_actor(self, features_extractor=None):
-        actor = super().make_actor(features_extractor)
-        self._mask_network([actor.mu.trunk], has_output_after=True)  # the task heads are the output layers
-        return actor
-
-    def make_critic(self, features_extractor=None):
-        critic = super().make_critic(features_extractor)
-        for q_net in critic.q_networks:
-            self._mask_network([q_net.trunk], has_output_after=True)
-        return critic
+    actor_part = "mu.trunk"
+    actor_output_after = True  # the task heads are the output layers
+    critic_part = "trunk"
 
 
-class MaskedMultiHeadSACPolicy(_Masking, MultiHeadSACPolicy):
+class MaskedMultiHeadSACPolicy(_MaskedOffPolicy, MultiHeadSACPolicy):
     """:class:`~sb3_plasticity.MultiHeadSACPolicy` with maskable trunk layers; see :class:`MaskedMultiHeadTD3Policy`."""
 
-    def make_actor(self, features_extractor=None):
-        actor = super().make_actor(features_extractor)
-        self._mask_network([actor.latent_pi], has_output_after=True)
-        return actor
-
-    def make_critic(self, features_extractor=None):
-        critic = super().make_critic(features_extractor)
-        for q_net in critic.q_networks:
-            self._mask_network([q_net.trunk], has_output_after=True)
-        return critic
+    actor_part = "latent_pi"
+    actor_output_after = True
+    critic_part = "trunk"
