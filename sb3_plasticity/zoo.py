@@ -1,8 +1,9 @@
 """Hyperparameters of the Neuroplastic Expansion experiments for rl_zoo3's ``.py`` conf files.
 
 rl_zoo3 ``eval``s a yaml ``replay_buffer_class`` string where our package is not in scope, so configs that need
-:class:`~sb3_plasticity.ExperienceReviewBuffer` are ``.py`` files (``zoo_configs/neuroplastic_expansion/ne_td3*.py``)
-that call :func:`ne_td3_hyperparams`; the settings live here once instead of in six copies.
+our buffers are ``.py`` files (``zoo_configs/neuroplastic_expansion/*.py``) built from these functions; the
+settings live here once: :func:`ne_paper_td3` (the NE paper's TD3), :func:`ne_callbacks`, :func:`ne_td3_hyperparams`
+(NE-TD3 and its ablations on MuJoCo) and :func:`drq_settings` (DrQ on DMC pixels, NE Table 3).
 
 NE-TD3 (NE paper App. C.1 Table 1, C.2 Table 2, and the "NE" paragraph of App. C):
 
@@ -23,7 +24,7 @@ from typing import Any
 
 from sb3_plasticity.buffers import ExperienceReviewBuffer
 
-__all__ = ["NE_TASKS", "ne_td3_hyperparams"]
+__all__ = ["NE_TASKS", "drq_settings", "ne_callbacks", "ne_paper_td3", "ne_td3_hyperparams"]
 
 # env id -> (grow_interval, grow_rate, prune_ratio, review_floor), NE App. C
 NE_TASKS: dict[str, tuple[int, float, float, float]] = {
@@ -33,6 +34,37 @@ NE_TASKS: dict[str, tuple[int, float, float, float]] = {
     "Ant-v5": (25_000, 0.01, 0.4, 0.35),
     "Humanoid-v5": (25_000, 0.01, 0.4, 0.35),
 }
+
+
+def ne_paper_td3() -> dict[str, Any]:
+    """TD3 of the NE experiments (App. C.1 Table 1, C.2 Table 2; td3.yml): everything but the policy, the replay
+    buffer and the callbacks."""
+    return dict(
+        n_timesteps=6e6,
+        learning_rate=1e-4,  # the actor's rate (see td3.yml); the critic's is set by NetworkLearningRateCallback
+        buffer_size=1_000_000,
+        learning_starts=25_000,
+        batch_size=128,
+        gamma=0.99,
+        tau=0.005,
+        train_freq=1,
+        gradient_steps=1,
+        policy_delay=2,
+        target_policy_noise=0.2,
+        target_noise_clip=0.5,
+        noise_type="normal",
+        noise_std=0.1,
+    )
+
+
+def ne_callbacks(ne_kwargs: dict[str, Any]) -> list[dict[str, dict[str, Any]]]:
+    """The zoo ``callback`` list of an NE-TD3 run: actor/critic learning rates (1e-4 / 1e-3), the NE callback with
+    ``ne_kwargs``, the monitor every 5000 steps."""
+    return [
+        {"sb3_plasticity.NetworkLearningRateCallback": dict(actor=1e-4, critic=1e-3)},
+        {"sb3_plasticity.NeuroplasticExpansionCallback": ne_kwargs},
+        {"sb3_plasticity.PlasticityMonitorCallback": dict(log_freq=5000)},
+    ]
 
 
 def ne_td3_hyperparams(
@@ -58,30 +90,31 @@ def ne_td3_hyperparams(
         if growth != "gradient":
             ne_kwargs["growth"] = growth
         hyperparams: dict[str, Any] = dict(
-            n_timesteps=6e6,
+            ne_paper_td3(),
             policy="sb3_plasticity.MaskedTD3Policy",  # rl_zoo3 needs a dotted string, even in .py configs
             policy_kwargs=dict(net_arch=[256, 128], initial_density=0.25),
-            learning_rate=1e-4,  # the actor's rate (see td3.yml); the critic's is set by the callback
-            buffer_size=1_000_000,
-            learning_starts=25_000,
-            batch_size=128,
-            gamma=0.99,
-            tau=0.005,
-            train_freq=1,
-            gradient_steps=1,
-            policy_delay=2,
-            target_policy_noise=0.2,
-            target_noise_clip=0.5,
-            noise_type="normal",
-            noise_std=0.1,
-            callback=[
-                {"sb3_plasticity.NetworkLearningRateCallback": dict(actor=1e-4, critic=1e-3)},
-                {"sb3_plasticity.NeuroplasticExpansionCallback": ne_kwargs},
-                {"sb3_plasticity.PlasticityMonitorCallback": dict(log_freq=5000)},
-            ],
+            callback=ne_callbacks(ne_kwargs),
         )
         if review:
             hyperparams["replay_buffer_class"] = ExperienceReviewBuffer
             hyperparams["replay_buffer_kwargs"] = dict(review_window=450, review_floor=floor)
         out[env_id] = hyperparams
     return out
+
+
+def drq_settings() -> dict[str, Any]:
+    """DrQ on DMC pixels as in NE App. C Table 3 (see ``zoo_configs/neuroplastic_expansion/drq_pixels.py``):
+    everything but the policy, the replay buffer and the callbacks."""
+    return dict(
+        n_timesteps=500_000,
+        policy_kwargs=dict(net_arch=[1024, 1024], features_extractor_kwargs=dict(features_dim=50)),
+        learning_rate=1e-4,
+        buffer_size=100_000,
+        learning_starts=2000,
+        batch_size=256,
+        gamma=0.99,
+        tau=0.01,
+        train_freq=2,
+        gradient_steps=1,
+        ent_coef="auto_0.1",
+    )

@@ -30,25 +30,16 @@
 # (--env sb3_plasticity/DMCPixels-{reacher-easy,reacher-hard,walker-walk,cartpole-swingup_sparse}-v0)
 
 from sb3_plasticity import DrQNStepReplayBuffer, dmc_env_id
+from sb3_plasticity.zoo import drq_settings
 
 # NE Sec. 4.3
 TASKS = [("reacher", "easy"), ("reacher", "hard"), ("walker", "walk"), ("cartpole", "swingup_sparse")]
 
 drq = dict(
-    n_timesteps=500_000,
+    drq_settings(),  # Table 3, listed above
     policy="CnnPolicy",
-    policy_kwargs=dict(net_arch=[1024, 1024], features_extractor_kwargs=dict(features_dim=50)),
-    learning_rate=1e-4,
-    buffer_size=100_000,
     replay_buffer_class=DrQNStepReplayBuffer,
     replay_buffer_kwargs=dict(n_steps=3, gamma=0.99, pad=4),
-    learning_starts=2000,
-    batch_size=256,
-    gamma=0.99,
-    tau=0.01,
-    train_freq=2,
-    gradient_steps=1,
-    ent_coef="auto_0.1",
     callback=[{"sb3_plasticity.PlasticityMonitorCallback": {"log_freq": 5000}}],
 )
 

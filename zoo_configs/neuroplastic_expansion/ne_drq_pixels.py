@@ -23,30 +23,18 @@
 from stable_baselines3.common.torch_layers import NatureCNN
 
 from sb3_plasticity import DrQExperienceReviewBuffer, dmc_env_id
+from sb3_plasticity.zoo import drq_settings
 
 # NE Sec. 4.3
 TASKS = [("reacher", "easy"), ("reacher", "hard"), ("walker", "walk"), ("cartpole", "swingup_sparse")]
 
+drq = drq_settings()  # drq_pixels.py's settings (NE Table 3)
 ne_drq = dict(
-    n_timesteps=500_000,
+    drq,
     policy="sb3_plasticity.MaskedSACPolicy",  # rl_zoo3 needs a dotted string, even in .py configs
-    policy_kwargs=dict(
-        net_arch=[1024, 1024],
-        features_extractor_class=NatureCNN,
-        features_extractor_kwargs=dict(features_dim=50),
-        initial_density=0.25,
-    ),
-    learning_rate=1e-4,
-    buffer_size=100_000,
+    policy_kwargs=dict(drq["policy_kwargs"], features_extractor_class=NatureCNN, initial_density=0.25),
     replay_buffer_class=DrQExperienceReviewBuffer,
     replay_buffer_kwargs=dict(review_window=250, review_floor=0.18, pad=4),
-    learning_starts=2000,
-    batch_size=256,
-    gamma=0.99,
-    tau=0.01,
-    train_freq=2,
-    gradient_steps=1,
-    ent_coef="auto_0.1",
     callback=[
         {
             "sb3_plasticity.NeuroplasticExpansionCallback": dict(

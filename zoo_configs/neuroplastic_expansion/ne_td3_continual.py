@@ -19,36 +19,17 @@
 #       --conf-file zoo_configs/neuroplastic_expansion/ne_td3_continual.py --eval-freq -1 -tb runs/ne -f logs/ne
 
 from sb3_plasticity import ExperienceReviewBuffer
+from sb3_plasticity.zoo import ne_callbacks, ne_paper_td3
 
 hyperparams = {
     "sb3_plasticity/ContinualMuJoCo-v0": dict(
+        ne_paper_td3(),  # td3.yml's settings, listed above
         n_timesteps=1.2e7,
         env_kwargs=dict(episodes_per_task=1000, cycles=3),
         policy="sb3_plasticity.MaskedMultiHeadTD3Policy",  # rl_zoo3 needs a dotted string, even in .py configs
         policy_kwargs=dict(net_arch=[256, 128], initial_density=0.15),
-        learning_rate=1e-4,  # the actor's rate (see td3.yml); the critic's is set by the callback
-        buffer_size=1_000_000,
         replay_buffer_class=ExperienceReviewBuffer,
         replay_buffer_kwargs=dict(review_window=450, review_floor=0.35),
-        learning_starts=25_000,
-        batch_size=128,
-        gamma=0.99,
-        tau=0.005,
-        train_freq=1,
-        gradient_steps=1,
-        policy_delay=2,
-        target_policy_noise=0.2,
-        target_noise_clip=0.5,
-        noise_type="normal",
-        noise_std=0.1,
-        callback=[
-            {"sb3_plasticity.NetworkLearningRateCallback": dict(actor=1e-4, critic=1e-3)},
-            {
-                "sb3_plasticity.NeuroplasticExpansionCallback": dict(
-                    grow_interval=50_000, grow_rate=0.01, prune_ratio=0.4, clip_kappa=3.0
-                )
-            },
-            {"sb3_plasticity.PlasticityMonitorCallback": dict(log_freq=5000)},
-        ],
+        callback=ne_callbacks(dict(grow_interval=50_000, grow_rate=0.01, prune_ratio=0.4, clip_kappa=3.0)),
     )
 }
