@@ -38,15 +38,13 @@ from __future__ import annotations
 
 import argparse
 import inspect
-import json
-import os
 import statistics
 import tempfile
 import time
 from typing import Any
 
 import torch
-from common import machine_info
+from common import machine_info, write_results
 from stable_baselines3 import SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
 
@@ -192,13 +190,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(f"overhead ratio (sum {args.method} / sum plain): {summary['ratio_of_sums']:.3f}")
     print(f"overhead ratio (median {args.method} / median plain): {summary['ratio_of_medians']:.3f}")
 
-    results = {"config": vars(args), "machine": info, "pairs": pairs, "summary": summary}
-    if args.output:
-        os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-        with open(args.output, "w") as f:
-            json.dump(results, f, indent=2)
-        print(f"wrote {args.output}")
-    return results
+    return write_results(args, info, pairs, summary)
 
 
 if __name__ == "__main__":

@@ -45,15 +45,13 @@ Smoke test (an event every rollout, two rollouts per run)::
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import statistics
 import tempfile
 import time
 from typing import Any
 
 import torch
-from common import machine_info
+from common import machine_info, write_results
 from stable_baselines3 import PPO
 
 from sb3_plasticity import CycleResetDistillCallback
@@ -254,13 +252,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "--timesteps must cover at least one more rollout"
         )
 
-    results = {"config": vars(args), "machine": info, "pairs": pairs, "summary": summary}
-    if args.output:
-        os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-        with open(args.output, "w") as f:
-            json.dump(results, f, indent=2)
-        print(f"wrote {args.output}")
-    return results
+    return write_results(args, info, pairs, summary)
 
 
 if __name__ == "__main__":
