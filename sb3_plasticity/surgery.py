@@ -4,7 +4,9 @@ One path for Linear and Conv producers. For the chosen neurons of a :class:`~sb3
 
 1. :func:`reinitialize_incoming`: draw fresh incoming weights and biases from the layer's own init
    (``group.init``: PyTorch's default for TD3/SAC, orthogonal with SB3's gains for PPO/A2C) and reset the
-   per-neuron affine parameters of a following norm (weight 1, bias 0).
+   per-neuron affine parameters of a following norm (weight 1, bias 0). A neuron of a masked layer left
+   without any incoming connection (pruned by Neuroplastic Expansion) gets a positive bias, so it is not
+   dead for good.
 2. :func:`zero_outgoing`: zero the consumers' input columns (Linear), channels (Conv), or the ``H * W``
    columns per channel after conv -> flatten -> linear. Zeroed outgoing weights leave the network's
    output unchanged at reset time (the ReDo recipe).
@@ -37,6 +39,7 @@ done *inside* an optimizer pre-step hook (ReGraMa resets between backward and st
 
 from __future__ import annotations
 
+import math
 import weakref
 from collections.abc import Sequence
 
@@ -80,13 +83,37 @@ def _outgoing_entries(group: NeuronGroup, idx: th.Tensor) -> list[tuple[nn.Param
     return [(c.module.weight, (slice(None), c.input_index(idx))) for c in group.consumers]
 
 
+def _live_bias(bias: th.Tensor, unconnected: th.Tensor, fan_in: int, generator: th.Generator | None) -> th.Tensor:
+    """Biases for re-initialised neurons, positive where the neuron has no incoming connection.
+
+    Such a neuron outputs ``act(b)`` on every input. With ``b <= 0`` and ReLU that is 0 everywhere, with a zero
+    gradient on its bias, its incoming weights and its outgoing weights alike: nothing, gradient-based growth
+    included, could ever bring it back. A positive ``b`` makes it a live constant unit (its outgoing weights are
+    zeroed or masked, so the network's function does not change) whose connections get non-zero gradients.
+    The bias is the magnitude of the layer's fresh bias; where that is 0 (SB3's orthogonal init has zero biases)
+    it is drawn from ``(0, 1/sqrt(fan_in)]``, PyTorch's default bias bound.
+    """
+    if not bool(unconnected.any()):
+        return bias
+    bias = th.where(unconnected, bias.abs(), bias)
+    zero = unconnected & (bias == 0)
+    n_zero = int(zero.sum())
+    if n_zero:
+        bound = 1.0 / math.sqrt(max(fan_in, 1))
+        draw = th.empty(n_zero, dtype=bias.dtype, device=bias.device).uniform_(0.0, bound, generator=generator)
+        bias[zero] = bound - draw  # in (0, bound]
+    return bias
+
+
 @th.no_grad()
 def reinitialize_incoming(
     group: NeuronGroup, neurons: th.Tensor | Sequence[int], generator: th.Generator | None = None
 ) -> None:
     """Re-draw the incoming weights and bias of ``neurons`` from ``group.init``; reset norm affine entries.
 
-    A producer with a connection ``mask`` keeps its masked entries at zero.
+    A producer with a connection ``mask`` keeps its masked entries at zero. A neuron left with no incoming
+    connection at all (a neuron pruned by Neuroplastic Expansion) gets a positive bias, so that it stays
+    reachable by gradients (see ``_live_bias``; ``docs/methods.md``, Neuroplastic Expansion).
     """
     producer = group.producer
     idx = _as_index(neurons, producer.weight.device)
@@ -98,7 +125,11 @@ def reinitialize_incoming(
     if mask is not None:
         producer.weight[idx] *= mask[idx].to(producer.weight.dtype)
     if producer.bias is not None and bias is not None:
-        producer.bias[idx] = bias[idx]
+        new_bias = bias[idx]
+        if mask is not None:
+            unconnected = ~mask[idx].reshape(idx.numel(), -1).any(dim=1)
+            new_bias = _live_bias(new_bias, unconnected, weight[0].numel(), generator)
+        producer.bias[idx] = new_bias
     if group.norm is not None:
         w, b = getattr(group.norm, "weight", None), getattr(group.norm, "bias", None)
         if isinstance(w, nn.Parameter) and w.dim() == 1 and w.shape[0] == group.n_neurons:

@@ -21,12 +21,13 @@ from sb3_plasticity import (
     NeuroplasticExpansionCallback,
     discover,
 )
-from sb3_plasticity.surgery import reset_optimizer_entries
+from sb3_plasticity.surgery import reset_neurons, reset_optimizer_entries
 from sb3_plasticity.topology import (
     WeightClip,
     cosine_grow_rate,
     grow_connections,
     masked_connections_per_neuron,
+    masked_layers,
     prune_neurons,
     truncate_prune,
 )
@@ -206,6 +207,112 @@ def test_ne_td3_grows_by_the_schedule_prunes_within_budget_and_keeps_invariants(
     buffer = model.replay_buffer
     assert len(buffer._ratios) == buffer.review_window + 1  # the critic's ratio is fed every update
     assert buffer.n_review_batches > 0
+
+
+def test_a_reinitialised_neuron_without_incoming_connections_gets_a_positive_bias():
+    """The rule behind pruned neurons staying growth candidates, with SB3's orthogonal init (zero biases, Tanh)."""
+    model = PPO(MaskedActorCriticPolicy, "CartPole-v1", policy_kwargs=dict(net_arch=[8, 8]), n_steps=32, batch_size=32)
+    group = next(g for g in discover(model).groups if isinstance(g.producer, MaskedLinear))
+    layer = group.producer
+    mask = layer.mask.clone()
+    mask[0], mask[1], mask[1, 0] = 0.0, 0.0, 1.0  # neuron 0: no incoming connection; neuron 1: one
+    layer.set_mask(mask)
+    with th.no_grad():
+        layer.bias[:2] = -1.0
+    reset_neurons(group, [0, 1], outgoing="zero")
+    bound = 1 / math.sqrt(layer.in_features)
+    assert 0 < float(layer.bias[0]) <= bound  # the init's bias is 0: a draw from (0, 1/sqrt(fan_in)]
+    assert float(layer.bias[1]) == 0.0  # connected: the layer's own init, untouched by the rule
+    assert th.all(layer.weight[0] == 0) and layer.weight[1, 0] != 0  # masked entries stay zero
+
+
+class _Snapshot(_Checked):
+    """Keeps the policy's state (weights and masks) right after each event, before any later optimizer step."""
+
+    def _finish_event(self):
+        super()._finish_event()
+        self.after = {k: v.detach().clone() for k, v in self.model.policy.state_dict().items()}
+
+
+def test_pruned_neurons_stay_reachable_by_growth_and_the_budget_holds(monkeypatch):
+    """Issue 11: a pruned neuron of a masked layer loses its whole incoming row. With a bias <= 0 it would output 0
+    on every input and get no gradient anywhere: never a growth (or prune) candidate again. Kill neurons of the
+    critics' masked layers by hand, run one event and check every pruned neuron on the next pass."""
+    import sb3_plasticity.methods.neuroplastic_expansion as ne_module
+
+    model = TD3(MaskedTD3Policy, "Pendulum-v1", policy_kwargs=dict(net_arch=[16, 16]), learning_starts=50, seed=0)
+    critic = model.policy.critic
+    killed = {}
+    for i, q in enumerate(critic.q_networks):
+        layer = q[2]
+        rows = layer.mask.sum(dim=1).nonzero().flatten()[:6]  # neurons that exist (have incoming connections)
+        with th.no_grad():  # non-negative inputs, non-positive weights, bias -10: ReLU output 0 on every input
+            layer.weight[rows] = -layer.weight[rows].abs()
+            layer.bias[rows] = -10.0
+        killed[f"qf{i}.2"] = set(rows.tolist())
+    model.policy.critic_target.load_state_dict(critic.state_dict())
+    pruned = []
+
+    def spy(group, idx, **kwargs):
+        pruned.append((group, idx.clone()))
+        return reset_neurons(group, idx, **kwargs)
+
+    monkeypatch.setattr(ne_module, "reset_neurons", spy)
+    cb = _Snapshot(grow_interval=64, grow_rate=0.5, prune_ratio=0.9, end_step=1000)
+    model.learn(66, callback=cb)
+    ((step, log, before),) = cb.events
+    rate = cosine_grow_rate(0.5, step, 1000)
+
+    # the budget: growth by the schedule, pruning within omega * grown, nothing else added
+    after = cb.after
+    prefix = {"actor": "actor.", "critic": "critic."}
+    for net in ("actor", "critic"):
+        grown = 0
+        for name, _ in cb.masked[net]:
+            inactive = int((before[f"{net}/{name}"] == 0).sum())
+            assert log[f"{net}/{name}/grown"] == int(rate * inactive)
+            grown += log[f"{net}/{name}/grown"]
+        assert log[f"{net}/pruned"] <= 0.9 * grown
+        on_before = sum(int(before[f"{net}/{name}"].sum()) for name, _ in cb.masked[net])
+        on_after = sum(int(m.sum()) for k, m in after.items() if k.startswith(prefix[net]) and k.endswith(".mask"))
+        assert on_after == on_before + grown - log[f"{net}/pruned"]
+    for key, mask in after.items():  # masked weights are zero, masks equal online and target
+        if key.endswith(".mask"):
+            assert th.all(after[key[: -len("mask")] + "weight"][mask == 0] == 0)
+            target = key.replace("actor.", "actor_target.", 1).replace("critic.", "critic_target.", 1)
+            assert th.equal(after[target], mask), key
+
+    by_group = {}
+    for group, idx in pruned:
+        by_group.setdefault(group, set()).update(idx.tolist())
+    for name, rows in killed.items():  # the killed neurons were pruned: the checks below are not vacuous
+        assert rows <= next(n for g, n in by_group.items() if g.network == "critic" and g.name == name)
+        assert not after[f"critic.{name}.mask"][sorted(rows)].any()  # cut: they left the topology
+
+    # the next pass, on the state right after the event: every pruned neuron is active on the batch and its
+    # connections get a non-zero dense gradient, so growth can pick them again
+    model.policy.load_state_dict(after)
+    dense, outputs, handles = {}, {}, []
+    for _, layer in masked_layers(model.policy):
+        layer.dense_grad_hook = lambda g, layer=layer: dense.__setitem__(layer, g.detach())
+    for group in by_group:
+        handles.append(group.producer.register_forward_hook(lambda m, i, o, g=group: outputs.__setitem__(g, o.detach())))
+    batch = model.replay_buffer.sample(64)
+    model.policy.zero_grad()
+    qs = model.critic(batch.observations, batch.actions)
+    (sum(q.sum() for q in qs) + model.actor(batch.observations).sum()).backward()
+    for handle in handles:
+        handle.remove()
+
+    def grad_of(module):
+        return dense[module] if isinstance(module, MaskedLinear) else module.weight.grad
+
+    for group, neurons in by_group.items():
+        for n in sorted(neurons):
+            assert (outputs[group][:, n] > 0).any(), f"pruned neuron {group.network}/{group.name}[{n}] is dead"
+            incoming = grad_of(group.producer)[n]
+            outgoing = [grad_of(c.module)[:, c.input_index(th.tensor([n]))] for c in group.consumers]
+            assert incoming.any() or any(o.any() for o in outgoing), f"{group.network}/{group.name}[{n}]: no gradient"
 
 
 def test_network_selection_random_growth_and_no_pruning():

@@ -57,8 +57,12 @@ class NeuroplasticExpansionCallback(PlasticityCallback):
        output 0 on every sample) and still hold maskable connections are visited in random order; each one
        whose connections fit in the budget ``floor(prune_ratio * grown)`` of its network loses all of them
        (its incoming row if its layer is masked, its columns in masked consumers) and is re-initialised the
-       ReDo way (fresh incoming weights and bias, zeroed outgoing weights, fresh optimizer state), so it can be
-       grown back.
+       ReDo way (fresh incoming weights and bias, zeroed outgoing weights, fresh optimizer state). It leaves the
+       topology and comes back only when growth picks its connections again (NE Sec. 3.2: "reactivated as new
+       candidates"), so it must get gradients: a neuron whose masked layer lost its whole incoming row outputs
+       ``relu(b)`` on every input, and its bias is drawn positive
+       (:func:`~sb3_plasticity.surgery.reinitialize_incoming`), a live constant unit whose connections get
+       non-zero dense gradients.
     3. Target networks get the online masks (:func:`~sb3_plasticity.topology.sync_masks`).
 
     Every training pass the critic's active-neuron ratio (NE Eq. 1, pooled over its hidden layers, over the
@@ -205,7 +209,9 @@ class NeuroplasticExpansionCallback(PlasticityCallback):
         removed = n_neurons = 0
         for group, idx in truncate_prune(candidates, budget).items():
             removed += prune_neurons(group, idx)
-            n_neurons += reset_neurons(group, idx, outgoing="zero")  # a grow candidate again (NE Sec. 3.2)
+            # a grow candidate again (NE Sec. 3.2): a neuron left without incoming connections gets a positive bias,
+            # so it is active and its connections get gradients (surgery.reinitialize_incoming)
+            n_neurons += reset_neurons(group, idx, outgoing="zero")
         return removed, n_neurons
 
     # -- set-up ---------------------------------------------------------------------------------------------
