@@ -90,6 +90,7 @@ from sb3_plasticity.surgery import (
     zero_outgoing,
 )
 from sb3_plasticity.topology import MaskedLinear, WeightClip, cosine_grow_rate, sync_masks
+from sb3_plasticity.zoo import PolicyKwargsGuardCallback, zoo_class
 
 __version__ = "0.1.0"
 
@@ -146,6 +147,7 @@ __all__ = [
     "PlasticityCallback",
     "PlasticityInjectionCallback",
     "PlasticityMonitorCallback",
+    "PolicyKwargsGuardCallback",
     "PolicyProbe",
     "RandomShiftMixin",
     "ReDoCallback",
@@ -175,4 +177,5 @@ __all__ = [
     "sync_masks",
     "sync_twin",
     "zero_outgoing",
+    "zoo_class",
 ]

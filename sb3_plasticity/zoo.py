@@ -1,9 +1,18 @@
-"""Hyperparameters of the Neuroplastic Expansion experiments for rl_zoo3's ``.py`` conf files.
+"""Hyperparameters of the Neuroplastic Expansion experiments for rl_zoo3's ``.py`` conf files, and what those
+files need to go through rl_zoo3's whole workflow (``train``, ``enjoy``, ``record_video``, ``--trained-agent``,
+``-optimize``).
 
-rl_zoo3 ``eval``s a yaml ``replay_buffer_class`` string where our package is not in scope, so configs that need
-our buffers are ``.py`` files (``zoo_configs/neuroplastic_expansion/*.py``) built from these functions; the
-settings live here once: :func:`ne_paper_td3` (the NE paper's TD3), :func:`ne_callbacks`, :func:`ne_td3_hyperparams`
-(NE-TD3 and its ablations on MuJoCo) and :func:`drq_settings` (DrQ on DMC pixels, NE Table 3).
+The settings live here once and ``zoo_configs/neuroplastic_expansion/*.py`` are built from them:
+:func:`ne_paper_td3` (the NE paper's TD3), :func:`ne_callbacks`, :func:`ne_td3_hyperparams` (NE-TD3 and its ablations
+on MuJoCo) and :func:`drq_settings` (DrQ on DMC pixels, NE Table 3).
+
+- :func:`zoo_class`: a class as the string rl_zoo3 ``eval``s itself (``replay_buffer_class``), so that the
+  ``config.yml`` rl_zoo3 saves holds text, not a class object: its ``enjoy`` / ``record_video`` test
+  ``"HerReplayBuffer" in hyperparams["replay_buffer_class"]`` and crash on a class.
+- :class:`PolicyKwargsGuardCallback`: rl_zoo3's ``-optimize`` replaces the whole ``policy_kwargs`` with its own
+  ``net_arch`` (and, on-policy, ``activation_fn``), which drops what a method's policy needs (a masked policy's
+  ``initial_density``, its size). The guard, first in a config's ``callback`` list, puts the config's
+  ``policy_kwargs`` back with a warning.
 
 NE-TD3 (NE paper App. C.1 Table 1, C.2 Table 2, and the "NE" paragraph of App. C):
 
@@ -19,12 +28,93 @@ NE-TD3 (NE paper App. C.1 Table 1, C.2 Table 2, and the "NE" paragraph of App. C
 
 from __future__ import annotations
 
+import importlib
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
+from stable_baselines3.common.callbacks import BaseCallback
+
 from sb3_plasticity.buffers import ExperienceReviewBuffer
 
-__all__ = ["NE_TASKS", "drq_settings", "ne_callbacks", "ne_paper_td3", "ne_td3_hyperparams"]
+__all__ = [
+    "NE_TASKS",
+    "PolicyKwargsGuardCallback",
+    "drq_settings",
+    "guarded_callbacks",
+    "ne_callbacks",
+    "ne_paper_td3",
+    "ne_td3_hyperparams",
+    "zoo_class",
+]
+
+GUARD = "sb3_plasticity.zoo.PolicyKwargsGuardCallback"
+
+
+def zoo_class(cls: type) -> str:
+    """``cls`` as a Python expression that rl_zoo3 ``eval``s itself (``replay_buffer_class``, ``policy_kwargs`` and
+    ``replay_buffer_kwargs`` strings are evaluated in ``rl_zoo3/exp_manager.py``, where ``__import__`` is a builtin),
+    e.g. ``"__import__('sb3_plasticity').ExperienceReviewBuffer"``.
+
+    A ``.py`` config that gives the class object instead trains, but the ``config.yml`` rl_zoo3 saves then holds a
+    ``!!python/name`` tag and rl_zoo3's ``enjoy`` / ``record_video`` crash on it (``TypeError: argument of type
+    'ABCMeta' is not iterable``); with the string they read it back, and ``--trained-agent`` evaluates it again.
+    """
+    top = cls.__module__.split(".")[0]
+    if getattr(importlib.import_module(top), cls.__name__, None) is cls:
+        return f"__import__({top!r}).{cls.__name__}"
+    return f"__import__({cls.__module__!r}, fromlist=[{cls.__name__!r}]).{cls.__qualname__}"
+
+
+class PolicyKwargsGuardCallback(BaseCallback):
+    """Keeps a config's ``policy_kwargs`` when rl_zoo3's tuner (``-optimize``) replaced them.
+
+    The zoo's samplers return a fresh ``policy_kwargs`` with their own ``net_arch`` (and ``activation_fn`` for PPO /
+    A2C) that replaces the config's as a whole, so a masked policy would silently lose its size and
+    ``initial_density``. At the start of ``learn()`` this callback compares the model's ``policy_kwargs`` with
+    ``policy_kwargs`` (the config's): if a key of the config's is missing, they were replaced wholesale; the
+    config's are put back over them (the tuner's ``net_arch`` is ignored), the policy, optimizers and buffer are
+    rebuilt before any step, and a ``UserWarning`` says so. A complete override, one that sets every key of the
+    config's (``-params policy_kwargs:"dict(net_arch=[64, 64], initial_density=0.25)"``), is kept.
+
+    It must come first in the ``callback`` list (the callbacks after it then see the rebuilt policy); see
+    :func:`guarded_callbacks`. It does nothing on a loaded model (``--trained-agent``), whose ``policy_kwargs``
+    are the saved ones.
+
+    :param policy_kwargs: the config's ``policy_kwargs``.
+    """
+
+    def __init__(self, policy_kwargs: dict[str, Any], verbose: int = 0) -> None:
+        super().__init__(verbose)
+        if not isinstance(policy_kwargs, dict) or not policy_kwargs:
+            raise ValueError(f"policy_kwargs must be a non-empty dict (the config's), got {policy_kwargs!r}")
+        self.policy_kwargs = dict(policy_kwargs)
+        self.restored = False
+
+    def _init_callback(self) -> None:
+        current = dict(self.model.policy_kwargs or {})
+        missing = sorted(k for k in self.policy_kwargs if k not in current)
+        if not missing or self.model.num_timesteps > 0:
+            return
+        warnings.warn(
+            f"policy_kwargs={current!r} lack {missing} of this config's policy_kwargs={self.policy_kwargs!r}: they were "
+            "replaced as a whole (rl_zoo3's -optimize does that with its own net_arch). The config's are restored, so "
+            "the method keeps its architecture and the tuner's net_arch is ignored; to change the architecture, edit "
+            "the config (or give every key of its policy_kwargs).",
+            UserWarning,
+        )
+        self.model.policy_kwargs = {**current, **self.policy_kwargs}
+        self.model._setup_model()  # a new policy (and optimizers, buffer) before the first step
+        self.restored = True
+
+    def _on_step(self) -> bool:
+        return True
+
+
+def guarded_callbacks(policy_kwargs: dict[str, Any], callbacks: list) -> list:
+    """A zoo ``callback`` list: :class:`PolicyKwargsGuardCallback` for ``policy_kwargs`` first, then ``callbacks``."""
+    return [{GUARD: {"policy_kwargs": dict(policy_kwargs)}}, *callbacks]
+
 
 # env id -> (grow_interval, grow_rate, prune_ratio, review_floor), NE App. C
 NE_TASKS: dict[str, tuple[int, float, float, float]] = {
@@ -89,14 +179,15 @@ def ne_td3_hyperparams(
             ne_kwargs["networks"] = list(networks)
         if growth != "gradient":
             ne_kwargs["growth"] = growth
+        policy_kwargs = dict(net_arch=[256, 128], initial_density=0.25)
         hyperparams: dict[str, Any] = dict(
             ne_paper_td3(),
             policy="sb3_plasticity.MaskedTD3Policy",  # rl_zoo3 needs a dotted string, even in .py configs
-            policy_kwargs=dict(net_arch=[256, 128], initial_density=0.25),
-            callback=ne_callbacks(ne_kwargs),
+            policy_kwargs=policy_kwargs,
+            callback=guarded_callbacks(policy_kwargs, ne_callbacks(ne_kwargs)),
         )
         if review:
-            hyperparams["replay_buffer_class"] = ExperienceReviewBuffer
+            hyperparams["replay_buffer_class"] = zoo_class(ExperienceReviewBuffer)
             hyperparams["replay_buffer_kwargs"] = dict(review_window=450, review_floor=floor)
         out[env_id] = hyperparams
     return out

@@ -124,16 +124,40 @@ def model_optimizers(model) -> list[th.optim.Optimizer]:
 SINGLE_THREAD_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
-def zoo_train(algo: str, env_id: str, conf_file: Path, tmp_path: Path, n_steps: int, extra: Sequence[str] = ()) -> None:
+def run_zoo(module: str, args: Sequence[str], cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
+    """``python -m rl_zoo3.<module> <args>`` in ``cwd`` with one torch thread (``--num-threads 1`` for ``train`` and
+    ``enjoy``, which have it) and headless MuJoCo rendering (``MUJOCO_GL=egl`` unless set); fails the test with the
+    run's output if it does not exit 0, else returns the finished process (its output as text)."""
+    cmd = [sys.executable, "-m", f"rl_zoo3.{module}", *args]
+    if module in ("train", "enjoy"):
+        cmd += ["--num-threads", "1"]
+    env = {"MUJOCO_GL": "egl", **SINGLE_THREAD_ENV}
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=cwd, env=env, check=False)
+    assert result.returncode == 0, " ".join(cmd) + "\n" + result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+def zoo_train(
+    algo: str, env_id: str, conf_file: Path, tmp_path: Path, n_steps: int, extra: Sequence[str] = ()
+) -> subprocess.CompletedProcess:
     """``python -m rl_zoo3.train`` with our package, TensorBoard in ``tmp_path/tb`` and logs in ``tmp_path/logs``;
     fails the test with the run's output if it does not exit 0."""
-    cmd = [
-        sys.executable, "-m", "rl_zoo3.train", "--algo", algo, "--env", env_id, "--gym-packages", "sb3_plasticity",
+    args = [
+        "--algo", algo, "--env", env_id, "--gym-packages", "sb3_plasticity",
         "--conf-file", str(conf_file), "-n", str(n_steps), "--eval-freq", "-1", "--log-interval", "1",
         "-tb", str(tmp_path / "tb"), "-f", str(tmp_path / "logs"), "--seed", "0", *extra,
     ]  # fmt: skip
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path, env=SINGLE_THREAD_ENV, check=False)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return run_zoo("train", args, tmp_path)
+
+
+def zoo_enjoy(algo: str, env_id: str, tmp_path: Path, n_steps: int, extra: Sequence[str] = ()) -> subprocess.CompletedProcess:
+    """``python -m rl_zoo3.enjoy`` of the latest model :func:`zoo_train` left in ``tmp_path/logs``, for ``n_steps``
+    steps without rendering; fails the test if it does not exit 0."""
+    args = [
+        "--algo", algo, "--env", env_id, "--gym-packages", "sb3_plasticity", "-f", str(tmp_path / "logs"),
+        "-n", str(n_steps), "--no-render", "--seed", "0", *extra,
+    ]  # fmt: skip
+    return run_zoo("enjoy", args, tmp_path)
 
 
 class HookSpy(BaseCallback):

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import gymnasium as gym
+import rl_zoo3.exp_manager
 import yaml
 from helpers import logged_networks, read_scalars, zoo_train
 
@@ -58,7 +59,9 @@ def test_drq_py_config():
     assert set(config) == {f"sb3_plasticity/DMCPixels-{task}-v0" for task in NE_PIXEL_TASKS}
     for env_id, hp in config.items():
         gym.spec(env_id)
-        assert hp["policy"] == "CnnPolicy" and hp["replay_buffer_class"] is DrQNStepReplayBuffer
+        assert hp["policy"] == "CnnPolicy"
+        # a string rl-zoo evaluates itself, so that the config.yml it saves reads back in enjoy
+        assert eval(hp["replay_buffer_class"], vars(rl_zoo3.exp_manager)) is DrQNStepReplayBuffer
         # NE App. C Table 3
         assert hp["replay_buffer_kwargs"] == {"n_steps": 3, "gamma": 0.99, "pad": 4}
         assert (hp["learning_rate"], hp["batch_size"], hp["gamma"], hp["tau"], hp["train_freq"]) == (1e-4, 256, 0.99, 0.01, 2)

@@ -6,12 +6,13 @@ from pathlib import Path
 
 import gymnasium as gym
 import pytest
+import rl_zoo3.exp_manager
 import torch as th
 from helpers import read_scalars, zoo_train
 from stable_baselines3 import TD3
 
 from sb3_plasticity import DrQExperienceReviewBuffer, ExperienceReviewBuffer, MaskedLinear, NeuroplasticExpansionCallback
-from sb3_plasticity.zoo import NE_TASKS
+from sb3_plasticity.zoo import GUARD, NE_TASKS
 
 ZOO = Path(__file__).resolve().parents[1] / "zoo_configs" / "neuroplastic_expansion"
 NE = "sb3_plasticity.NeuroplasticExpansionCallback"
@@ -24,6 +25,12 @@ VARIANTS = {
     "ne_td3_critic_only.py": (True, {"networks": ["critic"]}),
     "ne_td3_random_growth.py": (True, {"growth": "random"}),
 }
+
+
+def zoo_eval(expression: str):
+    """A ``replay_buffer_class`` string evaluated as rl_zoo3 evaluates it (in ``rl_zoo3/exp_manager.py``'s globals)."""
+    assert isinstance(expression, str), expression  # a class object would make the saved config.yml unreadable
+    return eval(expression, vars(rl_zoo3.exp_manager))
 
 
 def read_config(path: Path) -> dict:
@@ -51,6 +58,8 @@ def test_config_follows_app_c(name):
         assert (hp["n_timesteps"], hp["learning_starts"], hp["batch_size"], hp["buffer_size"]) == (6e6, 25000, 128, 10**6)
         assert (hp["noise_type"], hp["noise_std"], hp["policy_delay"], hp["gamma"]) == ("normal", 0.1, 2, 0.99)
         callbacks = {k: v for item in hp["callback"] for k, v in item.items()}
+        assert next(iter(hp["callback"][0])) == GUARD  # first: the others see the policy it may rebuild
+        assert callbacks[GUARD] == {"policy_kwargs": hp["policy_kwargs"]}
         assert callbacks[NE] == {
             "grow_interval": interval,
             "grow_rate": rate,
@@ -61,12 +70,12 @@ def test_config_follows_app_c(name):
         assert callbacks["sb3_plasticity.NetworkLearningRateCallback"] == {"actor": 1e-4, "critic": 1e-3}
         NeuroplasticExpansionCallback(**callbacks[NE])  # valid kwargs
         if review:
-            assert hp["replay_buffer_class"] is ExperienceReviewBuffer
+            assert zoo_eval(hp["replay_buffer_class"]) is ExperienceReviewBuffer
             assert hp["replay_buffer_kwargs"] == {"review_window": 450, "review_floor": floor}
         else:
             assert "replay_buffer_class" not in hp
-    assert config["Humanoid-v5"]["callback"][1][NE]["grow_rate"] == 0.01  # App. C: Humanoid and Ant
-    assert config["Hopper-v5"]["callback"][1][NE]["grow_interval"] == 20000
+    assert config["Humanoid-v5"]["callback"][2][NE]["grow_rate"] == 0.01  # App. C: Humanoid and Ant
+    assert config["Hopper-v5"]["callback"][2][NE]["grow_interval"] == 20000
 
 
 def fast_conf(path: Path, tmp_path: Path, ne: dict, hp_code: str = "") -> Path:
@@ -124,9 +133,11 @@ def test_ne_drq_config_follows_app_c():
     assert len(config) == 4
     for env_id, hp in config.items():
         gym.spec(env_id)
-        assert hp["policy"] == "sb3_plasticity.MaskedSACPolicy" and hp["replay_buffer_class"] is DrQExperienceReviewBuffer
+        assert hp["policy"] == "sb3_plasticity.MaskedSACPolicy"
+        assert zoo_eval(hp["replay_buffer_class"]) is DrQExperienceReviewBuffer
         assert hp["replay_buffer_kwargs"] == {"review_window": 250, "review_floor": 0.18, "pad": 4}
         callbacks = {k: v for item in hp["callback"] for k, v in item.items()}
+        assert callbacks[GUARD] == {"policy_kwargs": hp["policy_kwargs"]}
         assert callbacks[NE] == {
             "grow_interval": 20000,
             "grow_rate": {"actor": 0.01, "critic": 0.02},
@@ -161,7 +172,9 @@ def test_ne_continual_config_and_zoo_run(tmp_path):
     assert hp["policy"] == "sb3_plasticity.MaskedMultiHeadTD3Policy"
     assert hp["policy_kwargs"] == {"net_arch": [256, 128], "initial_density": 0.15}  # NE App. F.3
     assert hp["replay_buffer_kwargs"] == {"review_window": 450, "review_floor": 0.35}
+    assert zoo_eval(hp["replay_buffer_class"]) is ExperienceReviewBuffer
     callbacks = {k: v for item in hp["callback"] for k, v in item.items()}
+    assert callbacks[GUARD] == {"policy_kwargs": hp["policy_kwargs"]}
     assert callbacks[NE] == {"grow_interval": 50000, "grow_rate": 0.01, "prune_ratio": 0.4, "clip_kappa": 3.0}
     conf = fast_conf(NE_CONTINUAL, tmp_path, {"grow_interval": 100, "grow_rate": 0.5, "log_freq": 100})
     zoo_train(

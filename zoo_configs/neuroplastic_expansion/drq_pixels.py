@@ -2,8 +2,9 @@
 # Neuroplastic Expansion paper (Sec. 4.3, Fig. 10; App. C, Table 3), with sb3_plasticity's monitor attached:
 # the "vanilla DrQ" baseline those experiments build on.
 #
-# A .py config because rl-zoo evaluates `replay_buffer_class` strings with only nn/th/np in scope; here it is the
-# class object itself. rl-zoo exec's this file and reads `hyperparams`; `policy` stays a string (the zoo needs it).
+# A .py config: rl-zoo evaluates `replay_buffer_class` strings with only nn/th/np (and builtins) in scope, so the
+# class is written as the string zoo_class builds (`__import__('sb3_plasticity').DrQNStepReplayBuffer`), which keeps
+# the saved config.yml readable by rl-zoo's enjoy and record_video. `policy` stays a string (the zoo needs it).
 #
 # Env sb3_plasticity/DMCPixels-<domain>-<task>-v0 (docs/environments.md): 84x84 RGB from DrQ's camera, 3 frames
 # stacked into a channel-first uint8 (9, 84, 84) observation, action repeat 2 (Table 3); 500 agent steps per
@@ -30,7 +31,7 @@
 # (--env sb3_plasticity/DMCPixels-{reacher-easy,reacher-hard,walker-walk,cartpole-swingup_sparse}-v0)
 
 from sb3_plasticity import DrQNStepReplayBuffer, dmc_env_id
-from sb3_plasticity.zoo import drq_settings
+from sb3_plasticity.zoo import drq_settings, zoo_class
 
 # NE Sec. 4.3
 TASKS = [("reacher", "easy"), ("reacher", "hard"), ("walker", "walk"), ("cartpole", "swingup_sparse")]
@@ -38,7 +39,7 @@ TASKS = [("reacher", "easy"), ("reacher", "hard"), ("walker", "walk"), ("cartpol
 drq = dict(
     drq_settings(),  # Table 3, listed above
     policy="CnnPolicy",
-    replay_buffer_class=DrQNStepReplayBuffer,
+    replay_buffer_class=zoo_class(DrQNStepReplayBuffer),
     replay_buffer_kwargs=dict(n_steps=3, gamma=0.99, pad=4),
     callback=[{"sb3_plasticity.PlasticityMonitorCallback": {"log_freq": 5000}}],
 )

@@ -23,26 +23,31 @@
 from stable_baselines3.common.torch_layers import NatureCNN
 
 from sb3_plasticity import DrQExperienceReviewBuffer, dmc_env_id
-from sb3_plasticity.zoo import drq_settings
+from sb3_plasticity.zoo import drq_settings, guarded_callbacks, zoo_class
 
 # NE Sec. 4.3
 TASKS = [("reacher", "easy"), ("reacher", "hard"), ("walker", "walk"), ("cartpole", "swingup_sparse")]
 
 drq = drq_settings()  # drq_pixels.py's settings (NE Table 3)
+policy_kwargs = dict(drq["policy_kwargs"], features_extractor_class=NatureCNN, initial_density=0.25)
 ne_drq = dict(
     drq,
     policy="sb3_plasticity.MaskedSACPolicy",  # rl_zoo3 needs a dotted string, even in .py configs
-    policy_kwargs=dict(drq["policy_kwargs"], features_extractor_class=NatureCNN, initial_density=0.25),
-    replay_buffer_class=DrQExperienceReviewBuffer,
+    policy_kwargs=policy_kwargs,
+    replay_buffer_class=zoo_class(DrQExperienceReviewBuffer),  # a string rl_zoo3 evaluates: config.yml stays readable
     replay_buffer_kwargs=dict(review_window=250, review_floor=0.18, pad=4),
-    callback=[
-        {
-            "sb3_plasticity.NeuroplasticExpansionCallback": dict(
-                grow_interval=20_000, grow_rate={"actor": 0.01, "critic": 0.02}, prune_ratio=0.23, clip_kappa=2.0
-            )
-        },
-        {"sb3_plasticity.PlasticityMonitorCallback": {"log_freq": 5000}},
-    ],
+    # the guard keeps policy_kwargs when -optimize replaces them
+    callback=guarded_callbacks(
+        policy_kwargs,
+        [
+            {
+                "sb3_plasticity.NeuroplasticExpansionCallback": dict(
+                    grow_interval=20_000, grow_rate={"actor": 0.01, "critic": 0.02}, prune_ratio=0.23, clip_kappa=2.0
+                )
+            },
+            {"sb3_plasticity.PlasticityMonitorCallback": {"log_freq": 5000}},
+        ],
+    ),
 )
 
 hyperparams = {dmc_env_id(domain, task, pixels=True): dict(ne_drq) for domain, task in TASKS}

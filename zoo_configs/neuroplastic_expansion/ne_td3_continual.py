@@ -19,17 +19,21 @@
 #       --conf-file zoo_configs/neuroplastic_expansion/ne_td3_continual.py --eval-freq -1 -tb runs/ne -f logs/ne
 
 from sb3_plasticity import ExperienceReviewBuffer
-from sb3_plasticity.zoo import ne_callbacks, ne_paper_td3
+from sb3_plasticity.zoo import guarded_callbacks, ne_callbacks, ne_paper_td3, zoo_class
 
+policy_kwargs = dict(net_arch=[256, 128], initial_density=0.15)
 hyperparams = {
     "sb3_plasticity/ContinualMuJoCo-v0": dict(
         ne_paper_td3(),  # td3.yml's settings, listed above
         n_timesteps=1.2e7,
         env_kwargs=dict(episodes_per_task=1000, cycles=3),
         policy="sb3_plasticity.MaskedMultiHeadTD3Policy",  # rl_zoo3 needs a dotted string, even in .py configs
-        policy_kwargs=dict(net_arch=[256, 128], initial_density=0.15),
-        replay_buffer_class=ExperienceReviewBuffer,
+        policy_kwargs=policy_kwargs,
+        replay_buffer_class=zoo_class(ExperienceReviewBuffer),  # a string rl_zoo3 evaluates: config.yml stays readable
         replay_buffer_kwargs=dict(review_window=450, review_floor=0.35),
-        callback=ne_callbacks(dict(grow_interval=50_000, grow_rate=0.01, prune_ratio=0.4, clip_kappa=3.0)),
+        # the guard keeps policy_kwargs when -optimize replaces them
+        callback=guarded_callbacks(
+            policy_kwargs, ne_callbacks(dict(grow_interval=50_000, grow_rate=0.01, prune_ratio=0.4, clip_kappa=3.0))
+        ),
     )
 }

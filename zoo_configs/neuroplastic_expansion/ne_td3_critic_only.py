@@ -5,7 +5,9 @@
 # MaskedTD3Policy (25% initial density, Erdos-Renyi, first/last layers dense), NeuroplasticExpansionCallback
 # (Hopper/Walker2d/HalfCheetah: every 20000 steps, rate 0.15, omega 0.2; Ant/Humanoid: 25000, 0.01, 0.4; kappa 3)
 # and ExperienceReviewBuffer (c = 450, floor 0.25; 0.35 Ant/Humanoid).
-# A .py file because rl_zoo3 cannot evaluate our replay_buffer_class from yaml.
+# A .py file: the settings are built once in sb3_plasticity/zoo.py. The buffer class is the string rl_zoo3 evaluates
+# itself (zoo_class), so the saved config.yml reads back in enjoy/record_video; the tuner (-optimize) keeps the
+# masked policy's policy_kwargs (PolicyKwargsGuardCallback, first in the callback list).
 #
 # Run (from the repository root; -tb turns TensorBoard on):
 #   python -m rl_zoo3.train --algo td3 --env HalfCheetah-v5 --gym-packages sb3_plasticity \
