@@ -42,7 +42,16 @@ from torch import nn
 
 from sb3_plasticity.neurons import NeuronGroup, NeuronModel
 
-__all__ = ["Capture", "GroupRecord", "NetworkGradients", "buffer_ready", "forward_networks", "probe", "sample_batch"]
+__all__ = [
+    "Capture",
+    "GroupRecord",
+    "NetworkGradients",
+    "buffer_ready",
+    "forward_networks",
+    "probe",
+    "sample_batch",
+    "training_batch_size",
+]
 
 
 @dataclass
@@ -228,16 +237,26 @@ def buffer_ready(algorithm) -> bool:
     return rollout is not None and rollout.full
 
 
-def sample_batch(algorithm, batch_size: int) -> tuple[th.Tensor, th.Tensor]:
+def training_batch_size(algorithm) -> int | None:
+    """The size of the algorithm's own training batches: ``batch_size`` (TD3, DDPG, SAC, PPO), or None for A2C, which
+    has no ``batch_size`` and trains on the whole rollout (``n_steps * n_envs`` transitions; :func:`sample_batch`
+    reads None as that)."""
+    return getattr(algorithm, "batch_size", None)
+
+
+def sample_batch(algorithm, batch_size: int | None) -> tuple[th.Tensor, th.Tensor]:
     """``(observations, actions)`` from the algorithm's replay buffer or (full) rollout buffer.
 
-    Replay samples go through ``VecNormalize`` like the algorithm's own (``env=algorithm._vec_normalize_env``).
-    Uses the global NumPy RNG, like SB3's own sampling.
+    ``batch_size`` None takes the whole rollout buffer (A2C's training batch; see :func:`training_batch_size`);
+    a replay buffer needs a number. Replay samples go through ``VecNormalize`` like the algorithm's own
+    (``env=algorithm._vec_normalize_env``). Uses the global NumPy RNG, like SB3's own sampling.
     """
     replay = getattr(algorithm, "replay_buffer", None)
     if replay is not None:
         if replay.size() == 0:
             raise RuntimeError("the replay buffer is empty: no batch to measure on yet")
+        if batch_size is None:
+            raise ValueError(f"{type(algorithm).__name__} samples a replay buffer: give batch_size as a number")
         data = replay.sample(batch_size, env=getattr(algorithm, "_vec_normalize_env", None))
         return data.observations, data.actions
     rollout = getattr(algorithm, "rollout_buffer", None)

@@ -2,11 +2,15 @@
 
 import pytest
 import torch as th
-from stable_baselines3 import TD3
+from helpers import Recorder
+from stable_baselines3 import A2C, TD3
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.logger import Logger
 from torch import nn
 
 from sb3_plasticity import GraMaResetCallback, ReDoCallback
 from sb3_plasticity.capture import Capture
+from sb3_plasticity.methods import neuron_reset
 from sb3_plasticity.metrics import dormant_mask, grama_inactive_mask
 from sb3_plasticity.neurons import NetworkPath, NeuronModel, Stage, groups_from_paths
 
@@ -211,3 +215,33 @@ def test_layernorm_mlp_grama_flags_what_redo_misses():
     flagged = grama_inactive_mask(rec.grad, tau=0.0)
     assert flagged[[5, 6]].all() and flagged.sum() == 2 + int((rec.activation.abs().sum(0) == 0).sum())
     assert not dormant_mask(rec.activation, tau=0.1)[[5, 6]].any()
+
+
+@pytest.mark.parametrize("cls, tag", [(ReDoCallback, "redo"), (GraMaResetCallback, "regrama")])
+def test_a2c_events_run_and_log_their_counts(cls, tag, monkeypatch):
+    """A2C has no ``batch_size`` (it trains on the whole rollout): ReDo scores on the whole rollout, ReGraMa on A2C's
+    own training pass; both run their events inside learn() and log the reset counts."""
+    scored: list[int] = []
+    sample_batch = neuron_reset.sample_batch
+
+    def spy(algorithm, batch_size):
+        observations, actions = sample_batch(algorithm, batch_size)
+        scored.append(observations.shape[0])
+        return observations, actions
+
+    monkeypatch.setattr(neuron_reset, "sample_batch", spy)
+    env = make_vec_env("CartPole-v1", n_envs=2, seed=0)
+    model = A2C("MlpPolicy", env, n_steps=8, policy_kwargs=dict(net_arch=[16, 16]), seed=0, device="cpu")
+    rec = Recorder()
+    model.set_logger(Logger(folder=None, output_formats=[rec]))
+    cb = cls(reset_freq=64, tau=0.5)
+    model.learn(256, callback=cb)
+    counts = rec.values(f"plasticity/{tag}/reset_count")
+    assert len(counts) == cb.n_events == 4  # due at 64, 128, 192, 256
+    assert cb.total_reset == sum(n for _, n in counts) > 0
+    assert {network for network in ("policy", "value") if rec.values(f"plasticity/{tag}/{network}/reset_count")} == {
+        "policy",
+        "value",
+    }
+    if cls is ReDoCallback:
+        assert scored == [8 * 2] * 4  # the whole rollout: n_steps * n_envs

@@ -8,7 +8,7 @@ from typing import ClassVar
 
 import torch as th
 
-from sb3_plasticity.capture import Capture, GroupRecord, buffer_ready, probe, sample_batch
+from sb3_plasticity.capture import Capture, GroupRecord, buffer_ready, probe, sample_batch, training_batch_size
 from sb3_plasticity.methods.base import check_fraction, check_nonnegative
 from sb3_plasticity.methods.intervention import InterventionCallback
 from sb3_plasticity.neurons import NeuronGroup
@@ -23,9 +23,10 @@ class NeuronResetCallback(InterventionCallback):
     optimizer state of those entries fresh, target twins updated (see :mod:`sb3_plasticity.surgery`).
     Subclasses define :meth:`score` and where the scores come from (``scored_on``):
 
-    - ``"batch"`` (ReDo): activations of a forward pass on a training batch sampled from the replay buffer
-      (the full rollout buffer for PPO/A2C, at the end of a rollout) when the event is due; the reset follows
-      at once, on the weights that were scored.
+    - ``"batch"`` (ReDo): activations of a forward pass on a training batch (the algorithm's ``batch_size``)
+      sampled from the replay buffer (the full rollout buffer for PPO/A2C, at the end of a rollout; A2C, which
+      has no ``batch_size``, scores on the whole rollout, its own training batch) when the event is due; the
+      reset follows at once, on the weights that were scored.
     - ``"training_pass"`` (ReGraMa): gradients need the algorithm's own loss, so the next training pass is
       recorded and the reset runs in the optimizer's pre-step hook of that pass, between backward and step
       (as the official GraMa code does), on the weights that were scored; the current gradients of the reset
@@ -188,7 +189,7 @@ class NeuronResetCallback(InterventionCallback):
 
     def _batch_event(self) -> None:
         self.ensure_probe()
-        batch = sample_batch(self.model, self.model.batch_size)
+        batch = sample_batch(self.model, training_batch_size(self.model))  # A2C: the whole rollout
         probe(self.model, self.capture, batch=batch)
         self._counts, self._drift = {}, 0.0
         self._log_ratios("before")

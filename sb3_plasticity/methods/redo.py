@@ -19,8 +19,9 @@ class ReDoCallback(NeuronResetCallback):
 
     Every ``reset_freq`` env steps:
 
-    1. sample a training batch (``batch_size`` transitions from the replay buffer; PPO/A2C: from the full
-       rollout buffer at the end of the rollout) and run the networks on it;
+    1. sample a training batch (``batch_size`` transitions from the replay buffer; PPO: from the full rollout
+       buffer at the end of the rollout; A2C, which has no ``batch_size``: the whole rollout, its own training
+       batch) and run the networks on it;
     2. score every hidden neuron ``s_i = E|h_i| / mean_k E|h_k|`` (tau-dormant score, GraMa Eq. 1);
     3. re-initialise the neurons with ``s_i <= tau``: incoming weights from the layer's own init, outgoing
        weights zeroed, their optimizer state fresh, target twins updated.

@@ -1,0 +1,122 @@
+"""Every (method, algorithm) pair the README claims, inside a real ``learn()`` of a few hundred steps.
+
+The README says the callbacks are for SB3's TD3, SAC and PPO "(and DDPG, A2C)", that the monitor "works with TD3,
+DDPG, SAC, PPO and A2C", and that Neuroplastic Expansion takes ``MaskedTD3Policy`` (TD3, DDPG), ``MaskedSACPolicy``
+and ``MaskedActorCriticPolicy`` (PPO/A2C). The exceptions are the methods' own documented limits:
+``CycleResetDistillCallback`` distils a stochastic actor (PPO, A2C, SAC) and ``NetworkLearningRateCallback`` sets
+separate actor and critic rates (TD3, DDPG, SAC). Each cell runs with event frequencies small enough that the
+method acts at least once and checks what it logged (or, for the learning rates, what it set).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from helpers import Recorder
+from stable_baselines3 import A2C, DDPG, PPO, SAC, TD3
+from stable_baselines3.common.logger import Logger
+
+from sb3_plasticity import (
+    CBPCallback,
+    CycleResetDistillCallback,
+    ExperienceReviewBuffer,
+    GraMaResetCallback,
+    MaskedActorCriticPolicy,
+    MaskedSACPolicy,
+    MaskedTD3Policy,
+    NetworkLearningRateCallback,
+    NeuroplasticExpansionCallback,
+    PlasticityInjectionCallback,
+    PlasticityMonitorCallback,
+    ReDoCallback,
+    ResetCallback,
+    ShrinkPerturbCallback,
+)
+
+FREQ = 100
+ARCH = [16, 16]  # two hidden layers: the masked policies mask the hidden-to-hidden one
+ALGOS: dict[str, tuple[type, str, dict[str, Any], int]] = {
+    # name: (class, env, kwargs, env steps)
+    "td3": (TD3, "Pendulum-v1", dict(learning_starts=50, buffer_size=1000, batch_size=32), 200),
+    "ddpg": (DDPG, "Pendulum-v1", dict(learning_starts=50, buffer_size=1000, batch_size=32), 200),
+    "sac": (SAC, "Pendulum-v1", dict(learning_starts=50, buffer_size=1000, batch_size=32), 200),
+    "ppo": (PPO, "CartPole-v1", dict(n_steps=64, batch_size=32, n_epochs=2), 256),
+    "a2c": (A2C, "CartPole-v1", dict(n_steps=16), 200),  # A2C has no batch_size: it trains on the whole rollout
+}
+ALL = tuple(ALGOS)
+STOCHASTIC_ACTOR = ("sac", "ppo", "a2c")
+ACTOR_CRITIC_OPTIMIZERS = ("td3", "ddpg", "sac")
+MASKED = {"td3": MaskedTD3Policy, "ddpg": MaskedTD3Policy, "sac": MaskedSACPolicy, "ppo": MaskedActorCriticPolicy}
+MASKED["a2c"] = MaskedActorCriticPolicy
+
+
+@dataclass(frozen=True)
+class Method:
+    make: Callable[[], Any]
+    logged: str | None  # a tag the method must have logged (None: check() only)
+    algos: tuple[str, ...] = ALL
+    masked: bool = False  # needs a masked policy (and the review buffer off-policy)
+    check: Callable[[Any, Any], None] | None = None  # (model, callback) -> assertions
+
+
+def _learning_rates_set(model, cb) -> None:
+    for name, lr in cb.rates.items():
+        assert all(g["lr"] == lr for g in getattr(model.policy, name).optimizer.param_groups), name
+
+
+METHODS = {
+    "monitor": Method(lambda: PlasticityMonitorCallback(log_freq=FREQ), None),
+    "redo": Method(lambda: ReDoCallback(reset_freq=FREQ), "plasticity/redo/reset_count"),
+    "regrama": Method(lambda: GraMaResetCallback(reset_freq=FREQ), "plasticity/regrama/reset_count"),
+    "reset": Method(lambda: ResetCallback(reset_freq=FREQ), "plasticity/reset/reset_count"),
+    "shrink_perturb": Method(lambda: ShrinkPerturbCallback(freq=FREQ), "plasticity/shrink_perturb/reset_count"),
+    "cbp": Method(
+        lambda: CBPCallback(replacement_rate=0.01, maturity_threshold=20, log_freq=FREQ), "plasticity/cbp/total_reset_count"
+    ),
+    "sbp": Method(
+        lambda: CycleResetDistillCallback(reset_freq=FREQ, reset_rate=0.25, max_distill_epochs=2, distill_samples=64),
+        "plasticity/cycle_reset/reset_count",
+        STOCHASTIC_ACTOR,
+    ),
+    "ne": Method(lambda: NeuroplasticExpansionCallback(grow_interval=FREQ, grow_rate=0.5), "plasticity/ne/grown", masked=True),
+    "injection": Method(lambda: PlasticityInjectionCallback(inject_at=150), "plasticity/injection/injected"),
+    "learning_rates": Method(
+        lambda: NetworkLearningRateCallback(actor=1e-4, critic=2e-3), None, ACTOR_CRITIC_OPTIMIZERS, check=_learning_rates_set
+    ),
+}
+CELLS = [pytest.param(method, algo, id=f"{method}-{algo}") for method, m in METHODS.items() for algo in m.algos]
+
+
+def test_every_claimed_algorithm_is_covered():
+    assert {algo for _, algo in (c.values for c in CELLS)} == set(ALGOS)
+    assert len(CELLS) == 46
+
+
+@pytest.mark.parametrize("method, algo", CELLS)
+def test_method_works_on_algorithm(method, algo):
+    m = METHODS[method]
+    algo_cls, env_id, kwargs, steps = ALGOS[algo]
+    policy = MASKED[algo] if m.masked else "MlpPolicy"
+    kwargs = dict(kwargs, policy_kwargs=dict(net_arch=list(ARCH)))
+    if m.masked and algo in ("td3", "ddpg", "sac"):
+        kwargs["replay_buffer_class"] = ExperienceReviewBuffer
+    model = algo_cls(policy, env_id, seed=0, device="cpu", **kwargs)
+    rec = Recorder()
+    model.set_logger(Logger(folder=None, output_formats=[rec]))
+    cb = m.make()
+    model.learn(steps, callback=cb)
+    assert model.num_timesteps >= steps
+    if m.logged is not None:
+        values = rec.values(m.logged)
+        assert values, f"{method} on {algo} logged no {m.logged}"
+        assert all(v >= 0 for _, v in values)
+    if method == "monitor":
+        tags = {k for _, row in rec.rows for k in row if k.startswith("plasticity/") and k.endswith("/dormant_ratio")}
+        assert tags and cb.n_logged > 0, f"the monitor logged nothing on {algo}"
+    elif hasattr(cb, "n_events") and method != "cbp":
+        assert cb.n_events >= 1, f"{method} on {algo}: no event ran"
+    if m.check is not None:
+        m.check(model, cb)
