@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections import deque
 from typing import Any
 
@@ -24,7 +25,9 @@ class ExperienceReviewBuffer(ReplayBuffer):
     ``1 - review_floor``): reviews become frequent once the active ratio stops moving.
 
     The measurements come from :meth:`record_active_ratio` (the Neuroplastic Expansion callback feeds it).
-    ``review_probability`` can be set to a fixed value (ablations, tests); ``None`` restores the rule.
+    ``review_probability`` can be set to a fixed value (ablations, tests); ``None`` restores the rule. Without
+    either the buffer never reviews (epsilon stays 1): at its first transition it warns (``UserWarning``) when no
+    :class:`~sb3_plasticity.NeuroplasticExpansionCallback` runs on its model and no fixed probability is set.
     "Oldest" is by insertion: after the circular buffer wraps, the oldest rows start at the write position.
     With ``optimize_memory_usage`` the row at the write position is skipped (its next observation is gone),
     as SB3's own ``sample`` does. Batches go through ``_get_samples(..., env)``, so ``VecNormalize`` applies.
@@ -62,6 +65,29 @@ class ExperienceReviewBuffer(ReplayBuffer):
         self._fixed_probability: float | None = None
         self.n_batches = 0
         self.n_review_batches = 0
+        self._feed_checked = False
+
+    def add(self, *args: Any, **kwargs: Any) -> None:
+        if not getattr(self, "_feed_checked", True):
+            self._feed_checked = True
+            self._warn_if_unfed()
+        super().add(*args, **kwargs)
+
+    def _warn_if_unfed(self) -> None:
+        """The rule needs measurements: warn when nothing will feed them and no fixed probability is set."""
+        if self._fixed_probability is not None or self._ratios:
+            return
+        from sb3_plasticity.methods.base import active_callbacks  # the methods layer builds on this module
+        from sb3_plasticity.methods.neuroplastic_expansion import NeuroplasticExpansionCallback
+
+        if any(isinstance(cb, NeuroplasticExpansionCallback) for cb in active_callbacks(self)):
+            return
+        warnings.warn(
+            f"{type(self).__name__} without a NeuroplasticExpansionCallback in this learn(): nothing feeds it the "
+            "critic's active-neuron ratio, so epsilon stays 1 and it never reviews (a plain ReplayBuffer). Add "
+            "NeuroplasticExpansionCallback() to learn()'s callbacks, or set a fixed review_probability.",
+            UserWarning,
+        )
 
     # -- the rule ----------------------------------------------------------------------------------------
     def record_active_ratio(self, ratio: float) -> None:

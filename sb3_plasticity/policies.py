@@ -12,12 +12,15 @@ copies and ``save``/``load`` see the masked layers), then draws random masks:
   are dense by design and not part of the budget;
 - target networks start with the online masks (SB3 copies the state dict, buffers included).
 
-Growing and pruning the masks is the job of the Neuroplastic Expansion callback (not part of this module).
+Growing and pruning the masks is the job of the Neuroplastic Expansion callback (not part of this module). A masked
+policy trained without it is a fixed sparse network: at its first training pass (``set_training_mode(True)``) it
+warns (``UserWarning``) when no :class:`~sb3_plasticity.NeuroplasticExpansionCallback` runs on its model.
 These "masked" policies are unrelated to sb3-contrib's ``MaskableActorCriticPolicy`` (invalid-action masking).
 """
 
 from __future__ import annotations
 
+import warnings
 from operator import attrgetter
 from typing import Any, ClassVar
 
@@ -66,6 +69,27 @@ class _Masking:
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         return {**super()._get_constructor_parameters(), **self._masking_kwargs()}
+
+    def set_training_mode(self, mode: bool) -> None:
+        # SB3 calls it with True at the start of every train(): the first one is the masks' first use in training
+        if mode and not getattr(self, "_growth_checked", False):
+            self._growth_checked = True
+            self._warn_without_growth()
+        super().set_training_mode(mode)
+
+    def _warn_without_growth(self) -> None:
+        from sb3_plasticity.methods.base import active_callbacks
+        from sb3_plasticity.methods.neuroplastic_expansion import NeuroplasticExpansionCallback
+
+        if any(isinstance(cb, NeuroplasticExpansionCallback) for cb in active_callbacks(self)):
+            return
+        warnings.warn(
+            f"{type(self).__name__} is trained without a NeuroplasticExpansionCallback: its masks never grow or "
+            f"prune, so it trains as a fixed sparse network (density {self.initial_density:g}). Add "
+            "NeuroplasticExpansionCallback() to learn()'s callbacks (or ignore this warning if a static sparse "
+            "network is what you want).",
+            UserWarning,
+        )
 
     def _set_masking(self, initial_density: float, mask_distribution: str, dense_first_last: bool) -> None:
         if isinstance(initial_density, bool) or not isinstance(initial_density, (int, float)) or not 0 < initial_density <= 1:

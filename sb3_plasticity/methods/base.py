@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 import weakref
 from collections.abc import Sequence
 from typing import Any, ClassVar
@@ -13,6 +14,7 @@ from sb3_plasticity.neurons import NeuronModel, discover
 
 __all__ = [
     "PlasticityCallback",
+    "active_callbacks",
     "check_fraction",
     "check_nonnegative",
     "check_positive_int",
@@ -64,6 +66,21 @@ def check_fraction(name: str, value: object, allow_none: bool = True) -> float |
 # Which callback changes the neurons of which network, per model and learn() call.
 _CLAIMS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
+# The package's callbacks running in a learn(), by the model's policy and replay buffer: a masked policy or an
+# experience review buffer does not know the model or its callbacks, and asks here at first use whether a callback
+# drives it (see active_callbacks).
+_ACTIVE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+# The learn() (model -> start_time) whose learning_starts warning was given: one warning per learn(), not per callback.
+_WARNED_LEARNING_STARTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def active_callbacks(obj: Any) -> list[PlasticityCallback]:
+    """The package's callbacks of the running ``learn()`` (those between their ``_init_callback`` and
+    ``on_training_end``) whose model has ``obj`` as its policy or replay buffer."""
+    callbacks = _ACTIVE.get(obj)
+    return [] if callbacks is None else list(callbacks)
+
 
 def normalize_networks(networks: str | Sequence[str] | None) -> list[str] | None:
     if networks is None:
@@ -88,6 +105,11 @@ class PlasticityCallback(BaseCallback):
     with state that matters for resuming set ``state_key`` and implement :meth:`get_state` /
     :meth:`set_state`; the state is kept in ``model.plasticity_state[state_key]``, which ``model.save``
     pickles and ``load`` restores.
+
+    At the start of ``learn()`` (``_on_training_start``) a ``UserWarning`` says when the callback would do nothing
+    in this ``learn()``: its first scheduled event (:meth:`first_event`) falls after the end of ``learn()``, or an
+    off-policy algorithm's ``learning_starts`` is not below the end of ``learn()`` (no training pass at all: one
+    warning per ``learn()``).
     """
 
     claims_neurons: ClassVar[bool] = False
@@ -120,6 +142,65 @@ class PlasticityCallback(BaseCallback):
         state = getattr(self.model, "plasticity_state", {}).get(self.state_key) if self.state_key else None
         if state is not None:
             self.set_state(state)
+        for obj in (self.model.policy, getattr(self.model, "replay_buffer", None)):
+            if obj is not None:
+                _ACTIVE.setdefault(obj, weakref.WeakSet()).add(self)
+
+    # -- silent no-ops: warned at the start of learn() -------------------------------------------------------
+    def first_event(self) -> tuple[int, str] | None:
+        """``(env step, what)`` of this callback's first scheduled event in the current ``learn()``, or None when
+        it has no schedule.
+
+        The default reads ``_next_event`` (the next due step, which the scheduled methods keep: the
+        :class:`~sb3_plasticity.InterventionCallback` family and Neuroplastic Expansion) and the interval in
+        ``freq`` or ``grow_interval``; subclasses with another schedule override it.
+        """
+        step = getattr(self, "_next_event", None)
+        if not isinstance(step, int) or isinstance(step, bool) or step <= 0:
+            return None
+        interval = getattr(self, "freq", None) or getattr(self, "grow_interval", None)
+        return step, f"event (every {interval} env steps)" if interval else "event"
+
+    def events_end(self) -> int:
+        """The first env step at which no event runs any more in this ``learn()``: one past its end
+        (``model._total_timesteps``), or an earlier end the method keeps in ``t_end`` (NE's ``end_step``)."""
+        end = int(self.model._total_timesteps) + 1
+        t_end = getattr(self, "t_end", None)
+        return min(end, int(t_end)) if isinstance(t_end, int) and t_end > 0 else end
+
+    def _on_training_start(self) -> None:
+        self._warn_idle()
+
+    def _warn_idle(self) -> None:
+        total = int(getattr(self.model, "_total_timesteps", 0) or 0)
+        learning_starts = getattr(self.model, "learning_starts", None)
+        learn_id = getattr(self.model, "start_time", None)
+        if (
+            isinstance(learning_starts, int)
+            and learning_starts >= total
+            and _WARNED_LEARNING_STARTS.get(self.model) != learn_id
+        ):
+            _WARNED_LEARNING_STARTS[self.model] = learn_id
+            warnings.warn(
+                f"learning_starts={learning_starts} is not below the end of this learn() at step {total}: "
+                f"{type(self.model).__name__} takes no gradient step, so the plasticity callbacks measure and change "
+                "nothing. Train for more steps than learning_starts (rl-zoo: a larger -n, or -params "
+                "learning_starts:<n>).",
+                UserWarning,
+            )
+        event = self.first_event()
+        if event is not None:
+            step, what = event
+            end = self.events_end()
+            if step >= end:
+                until = f"this learn() ends at step {total}"
+                if end <= total:
+                    until += f" and no event runs from step {end} on"
+                warnings.warn(
+                    f"{type(self).__name__}: its first {what} is due at step {step}, but {until}: it will not run in "
+                    "this learn(). Lower its interval or train longer.",
+                    UserWarning,
+                )
 
     def _claim(self) -> None:
         # Keyed by the learn() call (SB3 sets start_time in _setup_learn, before the callbacks' init), so
@@ -186,6 +267,9 @@ class PlasticityCallback(BaseCallback):
             return
         self._ended = True
         self._finish()
+        for obj in (self.model.policy, getattr(self.model, "replay_buffer", None)):
+            if obj is not None and obj in _ACTIVE:
+                _ACTIVE[obj].discard(self)
         if self.claims_neurons and self.model in _CLAIMS:
             per_model = _CLAIMS[self.model]
             for network in [n for n, (owner, _) in per_model.items() if owner is self]:

@@ -596,6 +596,12 @@ class PlasticityInjectionCallback(PlasticityCallback):
             self.inject()
         return True
 
+    def first_event(self) -> tuple[int, str] | None:
+        """The next injection step of this ``learn()`` (None once every injection is done)."""
+        if self.n_injected >= len(self.steps):
+            return None
+        return self.steps[self.n_injected], f"injection (inject_at={self.inject_at!r})"
+
     def inject(self) -> None:
         """Inject now into every selected network, log it, and re-initialise the other plasticity callbacks."""
         policy = self.model.policy

@@ -60,6 +60,7 @@ class InterventionCallback(PlasticityCallback):
     ) -> None:
         super().__init__(networks, verbose)
         self.freq = check_positive_int(freq_name, freq)
+        self.freq_name = freq_name
         self.dormant_tau = check_nonnegative("dormant_tau", dormant_tau)
         self.probe_batch_size = check_positive_int("probe_batch_size", probe_batch_size)
         self.probe: PolicyProbe | None = None
@@ -83,6 +84,12 @@ class InterventionCallback(PlasticityCallback):
             self._next_event = (self.num_timesteps // self.freq + 1) * self.freq
             self.run_event()
         return True
+
+    def first_event(self) -> tuple[int, str] | None:
+        """The first event of this ``learn()``: ``_next_event``, every ``freq`` steps (a warning at ``learn()``
+        start says when it falls after the end; see :class:`~sb3_plasticity.PlasticityCallback`)."""
+        what = "log" if self.freq_name == "log_freq" else "event"
+        return self._next_event, f"{what} ({self.freq_name}={self.freq})"
 
     def _on_rollout_end(self) -> None:
         # PPO/A2C empty the rollout buffer before the next rollout: this is when it can be sampled.

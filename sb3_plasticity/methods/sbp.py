@@ -182,6 +182,16 @@ class CycleResetDistillCallback(InterventionCallback):
             self.run_event()
         return True
 
+    def events_end(self) -> int:
+        """PPO/A2C: an event runs at the start of the rollout after the one it fell in, so none runs from the first
+        step of the last rollout of this ``learn()`` on."""
+        end = super().events_end()
+        if not self.on_policy:
+            return end
+        rollout = self.model.n_steps * self.model.n_envs
+        last_rollout_start = (math.ceil(self.model._total_timesteps / rollout) - 1) * rollout
+        return min(end, last_rollout_start + 1)
+
     def _on_rollout_end(self) -> None:
         super()._on_rollout_end()
         if self._due and self.on_policy:
