@@ -5,6 +5,10 @@ density, :class:`~sb3_plasticity.ExperienceReviewBuffer` and Neuroplastic Expans
 steps (``plasticity/<network>/density`` climbs from 0.25), with :class:`~sb3_plasticity.PlasticityMonitorCallback`;
 it shows SB3's progress bar and prints where the logs are. ``--method`` picks another method (on SB3's dense
 ``MlpPolicy``), or ``none`` for the monitor alone.
+
+On the CPU it runs torch with one thread (``--threads``): the networks are tiny, intra-op threads gain nothing, and on
+a small machine shared with other jobs (two processes with two torch threads each on two cores) they make every
+small op many times slower.
 """
 
 from __future__ import annotations
@@ -56,8 +60,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--tensorboard-log", default="runs", help="TensorBoard root folder (default ./runs)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads (default: 1 on the CPU, torch's own choice on a GPU; 0: torch's own choice)",
+    )
     parser.add_argument("--no-progress-bar", action="store_true")
     return parser.parse_args(argv)
+
+
+def torch_threads(threads: int | None, device: str) -> int:
+    """The torch thread count to set: ``threads`` if given, else 1 when the model runs on the CPU; 0 means leave
+    torch's default."""
+    if threads is not None:
+        if threads < 0:
+            raise ValueError(f"--threads must be >= 0, got {threads}")
+        return threads
+    import torch as th
+
+    on_cpu = device == "cpu" or (device == "auto" and not th.cuda.is_available())
+    return 1 if on_cpu else 0
 
 
 def main(argv: list[str] | None = None) -> str:
@@ -65,6 +88,11 @@ def main(argv: list[str] | None = None) -> str:
     from stable_baselines3 import A2C, DDPG, PPO, SAC, TD3
 
     args = parse_args(argv)
+    threads = torch_threads(args.threads, args.device)
+    if threads > 0:
+        import torch as th
+
+        th.set_num_threads(threads)
     algo_cls = {"td3": TD3, "ddpg": DDPG, "sac": SAC, "ppo": PPO, "a2c": A2C}[args.algo]
     off_policy = args.algo in ("td3", "ddpg", "sac")
     kwargs: dict = {"learning_starts": 500} if off_policy else {}

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from helpers import event_files, read_scalars
 
-from sb3_plasticity.demo import main
+from sb3_plasticity.demo import main, torch_threads
 
 
 def test_main_writes_plasticity_logs(tmp_path, capsys):
@@ -55,4 +55,12 @@ def test_module_help():
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert "--timesteps" in result.stdout and "--log-freq" in result.stdout
+    assert "--timesteps" in result.stdout and "--log-freq" in result.stdout and "--threads" in result.stdout
+
+
+def test_one_torch_thread_by_default_on_the_cpu():
+    assert torch_threads(None, "cpu") == 1
+    assert torch_threads(None, "cuda") == 0  # torch's own choice
+    assert torch_threads(3, "cpu") == 3 and torch_threads(0, "cpu") == 0
+    with pytest.raises(ValueError, match="--threads"):
+        torch_threads(-1, "cpu")
