@@ -218,7 +218,7 @@ def _plot_metric(path: Path, title: str, runs: list[RunData], tag: str, methods:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(envs), figsize=(4.2 * len(envs), 3.4), squeeze=False)
+    fig, axes = plt.subplots(1, len(envs), figsize=(max(6.0, 4.2 * len(envs)), 3.6), squeeze=False)
     drawn = False
     for ax, env in zip(axes[0], envs, strict=True):
         for k, method in enumerate(methods):
@@ -241,7 +241,7 @@ def _plot_metric(path: Path, title: str, runs: list[RunData], tag: str, methods:
         ax.set_title(env.split("/")[-1], fontsize=10)
         ax.set_xlabel("env steps")
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel(title)
+    axes[0][0].set_ylabel(title.rsplit("/", 1)[-1])
     handles, labels = axes[0][0].get_legend_handles_labels()
     for ax in axes[0][1:]:
         h, lab = ax.get_legend_handles_labels()
