@@ -3,6 +3,7 @@
 Everything a user needs is importable from here.
 """
 
+from sb3_plasticity.algos import DrQV2, DrQV2Policy, MaskedDrQV2Policy
 from sb3_plasticity.augmentation import (
     DrQExperienceReviewBuffer,
     DrQNStepReplayBuffer,
@@ -114,6 +115,8 @@ __all__ = [
     "DrQExperienceReviewBuffer",
     "DrQNStepReplayBuffer",
     "DrQReplayBuffer",
+    "DrQV2",
+    "DrQV2Policy",
     "ExperienceReviewBuffer",
     "GraMaResetCallback",
     "GroupRecord",
@@ -124,6 +127,7 @@ __all__ = [
     "LayerNormSACPolicy",
     "LayerNormTD3Policy",
     "MaskedActorCriticPolicy",
+    "MaskedDrQV2Policy",
     "MaskedLinear",
     "MaskedMultiHeadSACPolicy",
     "MaskedMultiHeadTD3Policy",

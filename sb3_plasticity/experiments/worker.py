@@ -87,6 +87,10 @@ class RunCallback(BaseCallback):
 
 def _make_manager_class():
     from rl_zoo3.exp_manager import ExperimentManager
+
+    from sb3_plasticity.algos import register_zoo_algos
+
+    register_zoo_algos()  # --algo drqv2 and the package's other algorithms, in rl-zoo's ALGOS table
     from stable_baselines3.common.base_class import BaseAlgorithm
 
     from sb3_plasticity.experiments.entries import apply_overrides
