@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+import torch as th
 from helpers import Recorder
 from stable_baselines3 import A2C, DDPG, PPO, SAC, TD3
 from stable_baselines3.common.logger import Logger
@@ -35,6 +36,7 @@ from sb3_plasticity import (
     ResetCallback,
     ShrinkPerturbCallback,
 )
+from sb3_plasticity.devices import misplaced_tensors
 
 FREQ = 100
 ARCH = [16, 16]  # two hidden layers: the masked policies mask the hidden-to-hidden one
@@ -88,6 +90,11 @@ METHODS = {
     ),
 }
 CELLS = [pytest.param(method, algo, id=f"{method}-{algo}") for method, m in METHODS.items() for algo in m.algos]
+# Every cell runs on each device present; CUDA cells are skipped on machines without a GPU (issue 11, part 5).
+DEVICES = [
+    "cpu",
+    pytest.param("cuda", marks=pytest.mark.skipif(not th.cuda.is_available(), reason="no CUDA device")),
+]
 
 
 def test_every_claimed_algorithm_is_covered():
@@ -95,15 +102,16 @@ def test_every_claimed_algorithm_is_covered():
     assert len(CELLS) == 46
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("method, algo", CELLS)
-def test_method_works_on_algorithm(method, algo):
+def test_method_works_on_algorithm(method, algo, device):
     m = METHODS[method]
     algo_cls, env_id, kwargs, steps = ALGOS[algo]
     policy = MASKED[algo] if m.masked else "MlpPolicy"
     kwargs = dict(kwargs, policy_kwargs=dict(net_arch=list(ARCH)))
     if m.masked and algo in ("td3", "ddpg", "sac"):
         kwargs["replay_buffer_class"] = ExperienceReviewBuffer
-    model = algo_cls(policy, env_id, seed=0, device="cpu", **kwargs)
+    model = algo_cls(policy, env_id, seed=0, device=device, **kwargs)
     rec = Recorder()
     model.set_logger(Logger(folder=None, output_formats=[rec]))
     cb = m.make()
@@ -120,3 +128,5 @@ def test_method_works_on_algorithm(method, algo):
         assert cb.n_events >= 1, f"{method} on {algo}: no event ran"
     if m.check is not None:
         m.check(model, cb)
+    # every tensor the method created (state, buffers, masks, optimizer entries) lives on the model's device
+    assert misplaced_tensors(model, cb) == []
