@@ -5,11 +5,13 @@ from sb3_plasticity.methods.cbp import CBPCallback
 from sb3_plasticity.methods.drift import PolicyProbe
 from sb3_plasticity.methods.injection import InjectedHead, PlasticityInjectionCallback, inject_heads
 from sb3_plasticity.methods.intervention import InterventionCallback
+from sb3_plasticity.methods.l2_init import L2InitCallback
 from sb3_plasticity.methods.learning_rates import NetworkLearningRateCallback
 from sb3_plasticity.methods.monitor import PlasticityMonitorCallback
 from sb3_plasticity.methods.neuron_reset import NeuronResetCallback
 from sb3_plasticity.methods.neuroplastic_expansion import NECallback, NeuroplasticExpansionCallback
 from sb3_plasticity.methods.phase_eval import PhaseEvalCallback
+from sb3_plasticity.methods.reborn import ReBornCallback
 from sb3_plasticity.methods.redo import ReDoCallback
 from sb3_plasticity.methods.regrama import GraMaResetCallback
 from sb3_plasticity.methods.reset import ResetCallback
@@ -22,6 +24,7 @@ __all__ = [
     "GraMaResetCallback",
     "InjectedHead",
     "InterventionCallback",
+    "L2InitCallback",
     "NECallback",
     "NetworkLearningRateCallback",
     "NeuronResetCallback",
@@ -31,6 +34,7 @@ __all__ = [
     "PlasticityInjectionCallback",
     "PlasticityMonitorCallback",
     "PolicyProbe",
+    "ReBornCallback",
     "ReDoCallback",
     "ResetCallback",
     "ShrinkPerturbCallback",
