@@ -4,6 +4,7 @@ Everything a user needs is importable from here.
 """
 
 from sb3_plasticity.algos import DrQV2, DrQV2Policy, MaskedDrQV2Policy
+from sb3_plasticity.analysis import IrreversibilityCallback, QuadrantAnalysisCallback, prune_and_evaluate
 from sb3_plasticity.augmentation import (
     DrQExperienceReviewBuffer,
     DrQNStepReplayBuffer,
@@ -13,6 +14,7 @@ from sb3_plasticity.augmentation import (
 )
 from sb3_plasticity.buffers import ExperienceReviewBuffer
 from sb3_plasticity.capture import Capture, GroupRecord, probe, sample_batch
+from sb3_plasticity.continual import ContinualConfig, run_continual
 from sb3_plasticity.envs import (  # importing it registers the env ids with Gymnasium
     CONTINUAL_MUJOCO_ID,
     CYCLE_FRICTION_TASKS,
@@ -109,6 +111,7 @@ __all__ = [
     "CBPCallback",
     "Capture",
     "Consumer",
+    "ContinualConfig",
     "ContinualMuJoCoEnv",
     "CycleFrictionMixin",
     "CycleResetDistillCallback",
@@ -124,6 +127,7 @@ __all__ = [
     "GroupRecord",
     "InjectedHead",
     "InterventionCallback",
+    "IrreversibilityCallback",
     "L2InitCallback",
     "Layer",
     "LayerNormActorCriticPolicy",
@@ -156,6 +160,7 @@ __all__ = [
     "PlasticityMonitorCallback",
     "PolicyKwargsGuardCallback",
     "PolicyProbe",
+    "QuadrantAnalysisCallback",
     "RandomShiftMixin",
     "ReBornCallback",
     "ReDoCallback",
@@ -173,6 +178,7 @@ __all__ = [
     "inject_heads",
     "make_cycle_friction_env",
     "probe",
+    "prune_and_evaluate",
     "random_shift",
     "register_dmc",
     "register_envs",
@@ -180,6 +186,7 @@ __all__ = [
     "reset_layer",
     "reset_neurons",
     "reset_optimizer_state",
+    "run_continual",
     "sample_batch",
     "shrink_perturb_layer",
     "sync_masks",
