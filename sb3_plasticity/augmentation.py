@@ -9,7 +9,8 @@ filling the space it leaves.
   sampled batch, each sample and each of the two with its own shift (DrQ draws them independently).
   ``SAC("CnnPolicy", pixel_env, replay_buffer_class=DrQReplayBuffer)`` is then DrQ in SB3's terms;
   :class:`DrQNStepReplayBuffer` adds SB3's n-step returns (DrQ-v2, NE Table 3: 3 steps) and
-  :class:`DrQExperienceReviewBuffer` composes it with NE's :class:`~sb3_plasticity.ExperienceReviewBuffer`.
+  :class:`DrQExperienceReviewBuffer` composes it with NE's :class:`~sb3_plasticity.ExperienceReviewBuffer` (n-step
+  returns with ``n_steps=3``, review batches included).
 
 Where this differs from DrQ (see ``docs/environments.md``): one augmentation per sample (DrQ's K = M = 1, as
 DrQ-v2), no averaging of the target or of Q over several augmentations (DrQ's K = M = 2); shifts by index
@@ -30,7 +31,7 @@ from stable_baselines3.common.preprocessing import is_image_space, is_image_spac
 from stable_baselines3.common.type_aliases import ReplayBufferSamples
 from stable_baselines3.common.vec_env import VecNormalize
 
-from sb3_plasticity.buffers import ExperienceReviewBuffer
+from sb3_plasticity.buffers import ExperienceReviewBuffer, LazyStorageMixin
 
 __all__ = [
     "DrQExperienceReviewBuffer",
@@ -120,8 +121,9 @@ class RandomShiftMixin:
         return random_shift(images.permute(0, 3, 1, 2), self.pad).permute(0, 2, 3, 1)
 
 
-class DrQReplayBuffer(RandomShiftMixin, ReplayBuffer):
-    """SB3's ``ReplayBuffer`` with DrQ's random shift on sampled ``observations`` and ``next_observations``.
+class DrQReplayBuffer(RandomShiftMixin, LazyStorageMixin, ReplayBuffer):
+    """SB3's ``ReplayBuffer`` with DrQ's random shift on sampled ``observations`` and ``next_observations``; its storage
+    takes memory only as transitions are written (:class:`~sb3_plasticity.buffers.LazyStorageMixin`).
 
     ``SAC("CnnPolicy", pixel_env, replay_buffer_class=DrQReplayBuffer, replay_buffer_kwargs=dict(pad=4))``.
 
@@ -129,8 +131,9 @@ class DrQReplayBuffer(RandomShiftMixin, ReplayBuffer):
     """
 
 
-class DrQNStepReplayBuffer(RandomShiftMixin, NStepReplayBuffer):
-    """SB3's ``NStepReplayBuffer`` (n-step returns) with DrQ's random shift, DrQ-v2's combination (NE Table 3: 3 steps).
+class DrQNStepReplayBuffer(RandomShiftMixin, LazyStorageMixin, NStepReplayBuffer):
+    """SB3's ``NStepReplayBuffer`` (n-step returns) with DrQ's random shift, DrQ-v2's combination (NE Table 3: 3 steps);
+    its storage takes memory only as transitions are written (:class:`~sb3_plasticity.buffers.LazyStorageMixin`).
 
     ``replay_buffer_kwargs=dict(n_steps=3, gamma=0.99, pad=4)``; ``gamma`` must equal the algorithm's.
 
@@ -140,7 +143,11 @@ class DrQNStepReplayBuffer(RandomShiftMixin, NStepReplayBuffer):
 
 class DrQExperienceReviewBuffer(RandomShiftMixin, ExperienceReviewBuffer):
     """NE's :class:`~sb3_plasticity.ExperienceReviewBuffer` with DrQ's random shift on every batch, review batches too
-    (NE-DrQ, NE Sec. 4.3).
+    (NE-DrQ, NE Sec. 4.3). ``n_steps=3`` gives every batch, uniform or review (from the oldest quarter), SB3's
+    n-step returns (NE Table 3: 3-step returns):
+    ``replay_buffer_kwargs=dict(review_window=250, review_floor=0.18, n_steps=3, gamma=0.99, pad=4)``; ``gamma``
+    must equal the algorithm's.
 
-    :param pad: the largest shift in pixels (default 4, DrQ Sec. 3.1); the others are ``ExperienceReviewBuffer``'s.
+    :param pad: the largest shift in pixels (default 4, DrQ Sec. 3.1); the others (``n_steps``, ``gamma``,
+        ``review_window``, ``review_floor``) are ``ExperienceReviewBuffer``'s.
     """

@@ -246,19 +246,29 @@ def prune_neurons(group: NeuronGroup, neurons: th.Tensor) -> int:
 
 
 class WeightClip:
-    """Keep chosen weights of masked layers within ``[-kappa * s_l, kappa * s_l]``, ``s_l = 1 / sqrt(fan_in)``
-    (NE Alg. 1, after Elsayed et al. 2024), by clamping after every optimizer step.
+    """Keep chosen weights of masked layers within ``[-kappa * s_l, kappa * s_l]`` (NE Alg. 1, after Elsayed et al.
+    2024), by clamping after every optimizer step.
 
     :param kappa: the clipping factor (NE App. C: 3 for MuJoCo, 2 for pixels).
+    :param bound_by: ``s_l``: ``"fan_in"`` (default) ``1 / sqrt(in_features)``, the bound of the layer's init
+        (PyTorch's default ``Linear`` init, Elsayed et al.'s ``s_l``); ``"neurons"`` ``1 / sqrt(out_features)``,
+        NE Alg. 1's "n_l the number of the neurons in layer l" read literally.
     """
 
-    def __init__(self, kappa: float) -> None:
+    BOUNDS = ("fan_in", "neurons")
+
+    def __init__(self, kappa: float, bound_by: str = "fan_in") -> None:
+        if bound_by not in self.BOUNDS:
+            raise ValueError(f"bound_by must be one of {self.BOUNDS}, got {bound_by!r}")
         self.kappa = kappa
+        self.bound_by = bound_by
         self.clipped: dict[MaskedLinear, th.Tensor] = {}  # bool: which weights of the layer are clipped
         self._bounds: dict[MaskedLinear, tuple[th.Tensor, th.Tensor]] = {}
 
     def bound(self, layer: MaskedLinear) -> float:
-        return self.kappa / math.sqrt(layer.in_features)
+        """``kappa * s_l`` of ``layer``."""
+        n = layer.in_features if self.bound_by == "fan_in" else layer.out_features
+        return self.kappa / math.sqrt(n)
 
     def add(self, layer: MaskedLinear, entries: th.Tensor) -> None:
         """Clip ``entries`` (bool, the weight's shape) of ``layer`` from now on (and clip them now)."""

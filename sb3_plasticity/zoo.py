@@ -166,7 +166,8 @@ def ne_td3_hyperparams(
     """rl_zoo3 hyperparameters of NE-TD3 for every task of NE Fig. 6, or one of the paper's ablations.
 
     :param review: use the :class:`~sb3_plasticity.ExperienceReviewBuffer` (False: NE Fig. 9a "w/o ER").
-    :param prune: prune dormant neurons (False: NE Table 4 / Fig. 3 "w/o pruning").
+    :param prune: prune dormant neurons (False: NE Fig. 3 "w/o pruning" on TD3; NE Table 4's "w/o prune" is NE-DrQ
+        on DMC pixels, ``ne_drq_pixels.py`` with ``prune: False``).
     :param networks: networks that grow (``("actor",)`` or ``("critic",)``: NE Fig. 9b); None: both.
     :param growth: ``"gradient"`` or ``"random"`` (NE Fig. 2-3's naive growth).
     """
@@ -195,12 +196,23 @@ def ne_td3_hyperparams(
 
 def drq_settings() -> dict[str, Any]:
     """DrQ on DMC pixels as in NE App. C Table 3 (see ``zoo_configs/neuroplastic_expansion/drq_pixels.py``):
-    everything but the policy, the replay buffer and the callbacks."""
+    everything but the policy, the replay buffer and the callbacks.
+
+    Replay buffer 1e6 transitions (Table 3). SB3 stores each stacked ``(9, 84, 84)`` uint8 observation twice
+    (``observations`` and ``next_observations``, 127 kB per transition, 127 GB when full). The DrQ buffers reserve
+    that memory without committing it (:class:`~sb3_plasticity.buffers.LazyStorageMixin`; SB3's own ``np.zeros``
+    of one 59 GiB array fails on a machine with less RAM + swap under Linux's default overcommit heuristic), so it
+    becomes resident as transitions are written: 63.5 GB after the 5e5 agent steps of these configs (a warning at
+    start says when the full size exceeds the available memory). ``optimize_memory_usage`` (one copy) is not used:
+    n-step buffers refuse it (SB3's ``NStepReplayBuffer``, :class:`~sb3_plasticity.ExperienceReviewBuffer` with
+    ``n_steps > 1``), and SB3's one-step buffers allow it only with ``handle_timeout_termination=False``, which on
+    DMC, whose episodes end only by the time limit, would make every episode end a terminal state. On a smaller
+    machine pass ``-params buffer_size:100000`` (DrQ's own capacity)."""
     return dict(
         n_timesteps=500_000,
         policy_kwargs=dict(net_arch=[1024, 1024], features_extractor_kwargs=dict(features_dim=50)),
         learning_rate=1e-4,
-        buffer_size=100_000,
+        buffer_size=1_000_000,
         learning_starts=2000,
         batch_size=256,
         gamma=0.99,

@@ -120,6 +120,23 @@ def test_buffers_shift_obs_and_next_obs_independently(cls):
         assert buffer.n_review_batches == 1 and obs[:, 2, 0, 0].max() < 16  # the oldest quarter, shifted
 
 
+def test_experience_review_buffer_with_n_step_returns():
+    """NE-DrQ (NE Table 3: 3-step returns): review batches from the oldest quarter carry n-step targets, and shifts."""
+    np.random.seed(0)
+    buffer = DrQExperienceReviewBuffer(64, IMAGE_SPACE, spaces.Box(-1, 1, (2,)), device="cpu", n_steps=3, gamma=0.5)
+    for k in range(80):  # holds 16-79; the oldest quarter: 16-31
+        obs, next_obs = coordinate_images(1)[0].numpy(), coordinate_images(1)[0].numpy()
+        obs[2], next_obs[2] = k, k + 1  # channel 2: the step (a constant image plane, unchanged by shifts)
+        buffer.add(obs[None], next_obs[None], np.zeros((1, 2)), np.array([k + 1.0]), np.array([False]), [{}])
+    buffer.review_probability = 1.0
+    batch = buffer.sample(128)
+    steps = batch.observations[:, 2, 0, 0].double().numpy()
+    assert set(steps) <= set(range(16, 32)) and buffer.n_review_batches == 1
+    np.testing.assert_allclose(batch.rewards.numpy().ravel(), (steps + 1) + 0.5 * (steps + 2) + 0.25 * (steps + 3))
+    np.testing.assert_array_equal(batch.next_observations[:, 2, 0, 0].double().numpy(), steps + 3)
+    assert th.all(batch.discounts == 0.125) and recovered_shifts(batch.observations).abs().max() <= 4
+
+
 def test_channel_last_buffer_and_non_image_error():
     buffer = filled_buffer(DrQReplayBuffer, spaces.Box(0, 255, (H, W, 3), np.uint8), pad=2)
     obs = buffer.sample(128).observations

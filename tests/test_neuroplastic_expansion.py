@@ -21,6 +21,7 @@ from sb3_plasticity import (
     NeuroplasticExpansionCallback,
     discover,
 )
+from sb3_plasticity.methods.neuroplastic_expansion import pooled_active_ratio
 from sb3_plasticity.surgery import reset_neurons, reset_optimizer_entries
 from sb3_plasticity.topology import (
     WeightClip,
@@ -120,6 +121,40 @@ def test_truncate_keeps_whole_neurons_within_the_budget():
     assert everything[g].tolist() == [0, 1, 2]
 
 
+def test_pooled_active_ratio_by_hand():
+    """NE Eq. 1 (per-sample active fraction, the official FAU) vs active on at least one sample, on a hand-built batch."""
+    a = th.tensor([[1.0, 0, 0], [2, 0, 0], [0, 0, 3], [0, 0, 0]])  # 4 samples x 3 neurons: 2 + 0 + 1 active pairs
+    b = th.tensor([[0.5, 0, 1], [0, 0, 1], [0, 0, 1], [0, -1, 1]])  # neuron 2 does not exist: never counted
+    alive_b = th.tensor([True, True, False])
+    assert pooled_active_ratio([(a, None)], "per_sample") == pytest.approx(3 / 12)
+    assert pooled_active_ratio([(a, None)], "any_sample") == pytest.approx(2 / 3)
+    assert pooled_active_ratio([(b, alive_b)], "per_sample") == pytest.approx(1 / 8)
+    assert pooled_active_ratio([(b, alive_b)], "any_sample") == pytest.approx(1 / 2)
+    # pooled over layers: pairs over pairs, neurons over neurons (not a mean of the layers' ratios)
+    assert pooled_active_ratio([(a, None), (b, alive_b)]) == pytest.approx((3 + 1) / (12 + 8))
+    assert pooled_active_ratio([(a, None), (b, alive_b)], "any_sample") == pytest.approx((2 + 1) / (3 + 2))
+    conv = th.zeros(2, 2, 2, 2)  # 2 samples, 2 channels of 2x2: channel 0 active at one place of sample 0
+    conv[0, 0, 1, 1] = 1.0
+    assert pooled_active_ratio([(conv, None)], "per_sample") == pytest.approx(1 / 4)
+    assert pooled_active_ratio([(conv, None)], "any_sample") == pytest.approx(1 / 2)
+    assert pooled_active_ratio([(b, th.zeros(3, dtype=th.bool))]) == 0.0  # no neuron exists
+    with pytest.raises(ValueError, match="metric"):
+        pooled_active_ratio([(a, None)], "mean")
+
+
+def test_weight_clip_bound_by_fan_in_or_by_neurons():
+    layer = MaskedLinear(4, 16)
+    with th.no_grad():
+        layer.weight.fill_(5.0)
+    everything = th.ones(16, 4, dtype=th.bool)
+    assert WeightClip(2.0).bound(layer) == pytest.approx(2.0 / math.sqrt(4))  # kappa / sqrt(fan_in)
+    clip = WeightClip(2.0, bound_by="neurons")  # NE Alg. 1 read literally: kappa / sqrt(neurons of the layer)
+    clip.add(layer, everything)
+    assert th.all(layer.weight == 0.5)
+    with pytest.raises(ValueError, match="bound_by"):
+        WeightClip(2.0, bound_by="fan_out")
+
+
 def test_weight_clip_clamps_only_the_chosen_entries():
     layer = MaskedLinear(4, 2)
     with th.no_grad():
@@ -207,6 +242,93 @@ def test_ne_td3_grows_by_the_schedule_prunes_within_budget_and_keeps_invariants(
     buffer = model.replay_buffer
     assert len(buffer._ratios) == buffer.review_window + 1  # the critic's ratio is fed every update
     assert buffer.n_review_batches > 0
+
+
+class _BothRatios(NeuroplasticExpansionCallback):
+    """Computes both definitions of the critic's active ratio on each pass it measures."""
+
+    def _active_ratio(self, network, capture):
+        groups, _ = self._alive[network]
+        layers = [(capture.records[g].activation, alive) for g, alive in groups]
+        value = super()._active_ratio(network, capture)
+        if network == "critic":
+            both = {m: pooled_active_ratio(layers, m) for m in ("per_sample", "any_sample")}
+            self.measured = [*getattr(self, "measured", []), both]
+        return value
+
+
+@pytest.mark.parametrize("metric", [None, "any_sample"])
+def test_review_metric_feeds_epsilon_and_is_logged(tmp_path, monkeypatch, metric):
+    """Issue 11: NE Eq. 1 (the per-sample active fraction) feeds the review buffer by default; "any_sample" (active on
+    at least one sample of the batch) on request; the choice is logged as TensorBoard text and kept on the buffer."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    model = TD3(
+        MaskedTD3Policy, "Pendulum-v1", policy_kwargs=dict(net_arch=[32, 32]), learning_starts=50, seed=0,
+        replay_buffer_class=ExperienceReviewBuffer, replay_buffer_kwargs=dict(review_window=20),
+        tensorboard_log=str(tmp_path),
+    )  # fmt: skip
+    fed = []
+    record = model.replay_buffer.record_active_ratio
+    monkeypatch.setattr(model.replay_buffer, "record_active_ratio", lambda r: (fed.append(r), record(r)))
+    cb = _BothRatios(grow_interval=100, grow_rate=0.5, **({} if metric is None else {"review_metric": metric}))
+    model.learn(250, callback=cb)
+    expected = metric or "per_sample"
+    assert cb.review_metric == expected and model.replay_buffer.active_ratio_metric == expected
+    assert len(fed) == len(cb.measured) >= 199  # one per training pass (the last one is read at the next step)
+    assert fed == [m[expected] for m in cb.measured]
+    assert all(m["any_sample"] >= m["per_sample"] for m in cb.measured)
+    assert any(m["any_sample"] > m["per_sample"] + 0.05 for m in cb.measured)  # not the same number
+    events = EventAccumulator(str(next(tmp_path.rglob("events.out.tfevents.*")).parent))
+    events.Reload()
+    (text,) = [t for t in events.Tags()["tensors"] if t.startswith("plasticity/ne/review_metric")]
+    assert events.Tensors(text)[0].tensor_proto.string_val[0].decode() == expected
+
+
+@pytest.mark.parametrize("reset_optimizer", [None, True])
+def test_optimizer_state_of_grown_and_pruned_entries(monkeypatch, reset_optimizer):
+    """NE App. C: "Additional optimizer resets were eliminated": by default grown connections and pruned neurons keep
+    their optimizer state; ``reset_optimizer=True`` gives them a fresh one (zeroed moments, a fresh first step)."""
+    import sb3_plasticity.methods.neuroplastic_expansion as ne_module
+    from sb3_plasticity import surgery
+
+    class Probe(NeuroplasticExpansionCallback):
+        def expand(self, network):
+            probes = []
+            for _, layer in self.masked[network]:
+                (opt,) = self.neurons.optimizers_of(layer.weight)
+                state, inactive = opt.state[layer.weight], layer.mask == 0
+                state["exp_avg"][inactive], state["exp_avg_sq"][inactive] = 7.0, 49.0  # marks the growable entries
+                probes.append((layer, opt, state, inactive))
+            super().expand(network)
+            for layer, opt, state, inactive in probes:
+                grown = inactive & (layer.mask == 1)
+                hook = surgery._FRESH_HOOKS.get(opt)
+                pending = hook is not None and layer.weight in hook.pending
+                self.seen.append((int(grown.sum()), state["exp_avg"][grown].clone(), state["exp_avg_sq"][grown], pending))
+                still = inactive & (layer.mask == 0)  # not grown: back to the zero state of a never-used entry
+                state["exp_avg"][still], state["exp_avg_sq"][still] = 0.0, 0.0
+
+    calls = []
+    monkeypatch.setattr(ne_module, "reset_neurons", lambda *a, **k: (calls.append(k), reset_neurons(*a, **k))[1])
+    model = TD3(MaskedTD3Policy, "Pendulum-v1", policy_kwargs=dict(net_arch=[32, 32]), learning_starts=50, seed=0)
+    cb = Probe(grow_interval=150, grow_rate=0.5, **({} if reset_optimizer is None else {"reset_optimizer": True}))
+    cb.seen = []
+    reset_optimizer = bool(reset_optimizer)  # None: the default, the paper's (keep the state)
+    model.learn(320, callback=cb)
+    assert cb.n_events == 2 and cb.total_pruned > 0 and calls
+    assert sum(n for n, *_ in cb.seen) > 0
+    for n, m, v, pending in cb.seen:
+        if reset_optimizer:
+            assert th.all(m == 0) and th.all(v == 0) and (pending or n == 0)
+        else:
+            assert th.all(m == 7.0) and th.all(v == 49.0) and not pending
+    assert all(k["optimizer"] is reset_optimizer for k in calls)  # the pruned neurons' entries alike
+    # pruned connections that keep their moments are still moved by Adam; their stored weights stay 0 all the same
+    policy = model.policy
+    for module in (policy.actor, policy.critic, policy.actor_target, policy.critic_target):
+        for _, layer in masked_layers(module):
+            assert th.all(layer.weight[layer.mask == 0] == 0)
 
 
 def test_a_reinitialised_neuron_without_incoming_connections_gets_a_positive_bias():
@@ -397,6 +519,12 @@ def test_bad_input():
         NECallback(grow_rate={"actor": 0.0, "critic": 0.1})
     with pytest.raises(ValueError, match="growth"):
         NECallback(growth="magic")
+    with pytest.raises(ValueError, match="review_metric"):
+        NECallback(review_metric="mean")
+    with pytest.raises(ValueError, match="clip_bound"):
+        NECallback(clip_bound="fan_out")
+    with pytest.raises(ValueError, match="reset_optimizer"):
+        NECallback(reset_optimizer="yes")
     with pytest.raises(ValueError, match="grow_interval"):
         NECallback(grow_interval=0)
     with pytest.raises(ValueError, match="initial_density"):

@@ -12,7 +12,7 @@ from helpers import read_scalars, zoo_train
 from stable_baselines3 import TD3
 
 from sb3_plasticity import DrQExperienceReviewBuffer, ExperienceReviewBuffer, MaskedLinear, NeuroplasticExpansionCallback
-from sb3_plasticity.zoo import GUARD, NE_TASKS
+from sb3_plasticity.zoo import GUARD, NE_TASKS, drq_settings
 
 ZOO = Path(__file__).resolve().parents[1] / "zoo_configs" / "neuroplastic_expansion"
 NE = "sb3_plasticity.NeuroplasticExpansionCallback"
@@ -135,7 +135,15 @@ def test_ne_drq_config_follows_app_c():
         gym.spec(env_id)
         assert hp["policy"] == "sb3_plasticity.MaskedSACPolicy"
         assert zoo_eval(hp["replay_buffer_class"]) is DrQExperienceReviewBuffer
-        assert hp["replay_buffer_kwargs"] == {"review_window": 250, "review_floor": 0.18, "pad": 4}
+        # NE Table 3: 3-step returns (gamma the algorithm's), replay buffer 1e6
+        assert hp["replay_buffer_kwargs"] == {
+            "review_window": 250,
+            "review_floor": 0.18,
+            "n_steps": 3,
+            "gamma": 0.99,
+            "pad": 4,
+        }
+        assert hp["replay_buffer_kwargs"]["gamma"] == hp["gamma"] and hp["buffer_size"] == 10**6
         callbacks = {k: v for item in hp["callback"] for k, v in item.items()}
         assert callbacks[GUARD] == {"policy_kwargs": hp["policy_kwargs"]}
         assert callbacks[NE] == {
@@ -145,6 +153,13 @@ def test_ne_drq_config_follows_app_c():
             "clip_kappa": 2.0,
         }
         NeuroplasticExpansionCallback(**callbacks[NE])
+
+
+def test_drq_settings_follow_table_3():
+    hp = drq_settings()
+    assert (hp["buffer_size"], hp["learning_rate"], hp["batch_size"], hp["gamma"], hp["tau"]) == (10**6, 1e-4, 256, 0.99, 0.01)
+    (drq,) = {str(v["buffer_size"]) for v in read_config(ZOO / "drq_pixels.py").values()}
+    assert drq == str(10**6)
 
 
 def test_ne_drq_zoo_run(tmp_path):

@@ -13,7 +13,7 @@ from torch import nn
 from sb3_plasticity.buffers import ExperienceReviewBuffer
 from sb3_plasticity.capture import Capture
 from sb3_plasticity.methods.base import PlasticityCallback, check_nonnegative, check_positive_int, check_range
-from sb3_plasticity.metrics import active_mask, dormant_mask
+from sb3_plasticity.metrics import dormant_mask
 from sb3_plasticity.neurons import NeuronGroup
 from sb3_plasticity.surgery import release_fresh_steps, reset_neurons, reset_optimizer_entries
 from sb3_plasticity.topology import (
@@ -28,10 +28,49 @@ from sb3_plasticity.topology import (
     truncate_prune,
 )
 
-__all__ = ["NECallback", "NeuroplasticExpansionCallback"]
+__all__ = ["REVIEW_METRICS", "NECallback", "NeuroplasticExpansionCallback", "pooled_active_ratio"]
 
 GROWTH = ("gradient", "random")
 CLIP_SCOPES = ("grown", "all")
+CLIP_BOUNDS = ("fan_in", "neurons")
+REVIEW_METRICS = ("per_sample", "any_sample")
+
+
+def pooled_active_ratio(layers: Sequence[tuple[th.Tensor, th.Tensor | None]], metric: str = "per_sample") -> float:
+    """Active-neuron ratio of a network on one batch, pooled over its hidden layers, over the neurons that exist.
+
+    - ``"per_sample"`` (NE Eq. 1, ``sum_{i in l, x in Id} 1(h_i(x) > 0) / N``; the official NE code's FAU):
+      the fraction of (sample, existing neuron) pairs whose output is > 0, i.e. the per-sample active fraction
+      averaged over the batch. A neuron active on one sample in four counts 1/4.
+    - ``"any_sample"``: the fraction of existing neurons whose output is > 0 on at least one sample of the batch
+      (a neuron active on one sample in four counts 1).
+
+    ``any_sample >= per_sample`` always. A Conv neuron (channel) is active on a sample when any of its positions is.
+
+    :param layers: ``(h, alive)`` per hidden layer: ``h`` the outputs ``(batch, neurons, *spatial)``, ``alive`` a bool
+        ``(neurons,)`` of the neurons that exist (None: all of them).
+    :param metric: ``"per_sample"`` or ``"any_sample"``.
+    :return: the ratio in [0, 1]; 0 when no neuron exists.
+    """
+    if metric not in REVIEW_METRICS:
+        raise ValueError(f"metric must be one of {REVIEW_METRICS}, got {metric!r}")
+    active: th.Tensor | int = 0
+    total: th.Tensor | int = 0
+    for h, alive in layers:
+        batch, n = h.shape[0], h.shape[1]
+        flags = h > 0 if h.dim() == 2 else h.reshape(batch, n, -1).gt(0).any(dim=2)  # (batch, neurons)
+        if metric == "any_sample":
+            flags = flags.any(dim=0)
+        existing: th.Tensor | int = n
+        if alive is not None:
+            alive = alive.to(flags.device)
+            flags = flags & alive
+            existing = alive.sum()
+        active = active + flags.sum()
+        total = total + existing * (batch if metric == "per_sample" else 1)
+    if not isinstance(total, th.Tensor):
+        return float(active) / total if total else 0.0
+    return float(active / total.clamp(min=1))  # one device sync per measurement (it runs every training pass)
 
 
 class NeuroplasticExpansionCallback(PlasticityCallback):
@@ -50,23 +89,25 @@ class NeuroplasticExpansionCallback(PlasticityCallback):
     1. **Grow** (NE Sec. 3.2): in every masked layer, switch on the ``k = floor(rate_t * inactive)`` inactive
        connections with the largest dense gradient ``|dL/dW|`` of that pass (``growth="random"``: uniformly at
        random, the naive growth of NE Fig. 2-3), ``rate_t = grow_rate / 2 * (1 + cos(pi * t / end_step))``, ``t``
-       the step the event was due. Grown weights start at 0 (the function is unchanged at the event), their Adam
-       state is fresh, and from then on they are clipped to ``[-kappa / sqrt(fan_in), kappa / sqrt(fan_in)]``
+       the step the event was due. Grown weights start at 0 (the function is unchanged at the event), their
+       optimizer state is left as it is (NE App. C: no optimizer resets; ``reset_optimizer=True``: fresh), and
+       from then on they are clipped to ``[-kappa * s, kappa * s]`` (``s = 1 / sqrt(fan_in)``, ``clip_bound``)
        after every optimizer step (NE Alg. 1, "weight clipping for the newly added" connections).
     2. **Prune** (NE Sec. 3.2, Alg. 2): neurons that are dormant at ``tau`` on the recorded batch (``tau = 0``:
        output 0 on every sample) and still hold maskable connections are visited in random order; each one
        whose connections fit in the budget ``floor(prune_ratio * grown)`` of its network loses all of them
        (its incoming row if its layer is masked, its columns in masked consumers) and is re-initialised the
-       ReDo way (fresh incoming weights and bias, zeroed outgoing weights, fresh optimizer state). It leaves the
-       topology and comes back only when growth picks its connections again (NE Sec. 3.2: "reactivated as new
-       candidates"), so it must get gradients: a neuron whose masked layer lost its whole incoming row outputs
-       ``relu(b)`` on every input, and its bias is drawn positive
+       ReDo way (fresh incoming weights and bias, zeroed outgoing weights; optimizer state as for grown
+       connections). It leaves the topology and comes back only when growth picks its connections again (NE Sec.
+       3.2: "reactivated as new candidates"), so it must get gradients: a neuron whose masked layer lost its
+       whole incoming row outputs ``relu(b)`` on every input, and its bias is drawn positive
        (:func:`~sb3_plasticity.surgery.reinitialize_incoming`), a live constant unit whose connections get
        non-zero dense gradients.
     3. Target networks get the online masks (:func:`~sb3_plasticity.topology.sync_masks`).
 
-    Every training pass the critic's active-neuron ratio (NE Eq. 1, pooled over its hidden layers, over the
-    neurons that exist) is measured on the TD-loss batch and fed to the replay buffer when it is an
+    Every training pass the critic's active-neuron ratio (:func:`pooled_active_ratio` with ``review_metric``:
+    by default NE Eq. 1's per-sample active fraction, pooled over its hidden layers, over the neurons that exist)
+    is measured on the TD-loss batch and fed to the replay buffer when it is an
     :class:`~sb3_plasticity.ExperienceReviewBuffer` (its ``review_window`` measurements make epsilon). The other
     networks' ratios are measured on the first training pass after each log point (they only feed the logs).
 
@@ -77,7 +118,8 @@ class NeuroplasticExpansionCallback(PlasticityCallback):
     ``plasticity/ne/<network>/active_ratio`` (critic: mean over the passes since the last log; others: the pass
     after the log point),
     ``plasticity/ne/epsilon`` and ``plasticity/ne/review_fraction`` (review batches among those sampled since the
-    last log) with an experience review buffer.
+    last log) with an experience review buffer; once per ``learn()`` the text ``plasticity/ne/review_metric``
+    (TensorBoard's Text tab), the definition of every ``active_ratio`` above and of what fed epsilon.
 
     Decisions where the paper is open (``docs/methods.md``): App. C's "decay weight alpha = 0.02" has no place in
     the paper's equations (Sec. 3.2's alpha is the cosine's amplitude, which App. C gives per task as the grow
@@ -96,12 +138,26 @@ class NeuroplasticExpansionCallback(PlasticityCallback):
     :param clip_kappa: kappa of the weight clipping (default 3, NE App. C for MuJoCo; 2 for pixels); None: no
         clipping.
     :param clip_scope: ``"grown"`` (default, NE Alg. 1): the grown connections; ``"all"``: every weight of the
-        masked layers from the start (Elsayed et al. 2024's clipping).
+        masked layers from the start (Elsayed et al. 2024's clipping; NE App. C "activated after the network
+        initialization").
     :param networks: networks to grow (default: every trainable network with masked layers: ``actor`` and
         ``critic``, or ``policy`` and ``value``); ``("actor",)`` / ``("critic",)`` are NE Fig. 9b's ablations.
     :param growth: ``"gradient"`` (default) or ``"random"``.
-    :param prune: prune dormant neurons after growing (default True; False is NE Table 4's ablation).
+    :param prune: prune dormant neurons after growing (default True; False is the "w/o prune" ablation of NE Fig. 3
+        and, on NE-DrQ, Table 4).
     :param log_freq: env steps between the density / active-ratio / review logs (default 1000).
+    :param clip_bound: ``s`` of the clipping bound ``kappa * s``: ``"fan_in"`` (default), ``1 / sqrt(in_features)``,
+        the scale of the layer's init (PyTorch's default ``Linear`` init draws from ``U(-s, s)``), Elsayed et al.'s
+        ``s_l``; ``"neurons"``, ``1 / sqrt(out_features)``, NE Alg. 1 read literally ("n_l the number of the
+        neurons in layer l"). Equal for square layers (docs/methods.md, Divergences).
+    :param reset_optimizer: give grown connections and pruned neurons a fresh optimizer state (zeroed moments, a
+        fresh first Adam step: ``surgery.reset_optimizer_entries``). Default False, NE App. C: "Additional optimizer
+        resets were eliminated for all methods"; their state is then whatever it was (zero moments for a connection
+        that never existed).
+    :param review_metric: the critic's active-neuron ratio that feeds the review buffer's epsilon (and every
+        ``active_ratio`` this callback logs): ``"per_sample"`` (default; NE Eq. 1 and the official code: the fraction
+        of (sample, neuron) pairs with output > 0) or ``"any_sample"`` (the fraction of neurons with output > 0 on
+        at least one sample of the batch). See :func:`pooled_active_ratio`.
     :param verbose: 0 silent, 1 prints each event.
     """
 
@@ -123,6 +179,9 @@ class NeuroplasticExpansionCallback(PlasticityCallback):
         growth: str = "gradient",
         prune: bool = True,
         log_freq: int = 1000,
+        clip_bound: str = "fan_in",
+        reset_optimizer: bool = False,
+        review_metric: str = "per_sample",
         verbose: int = 0,
     ) -> None:
         super().__init__(networks, verbose)
@@ -145,6 +204,15 @@ class NeuroplasticExpansionCallback(PlasticityCallback):
             raise ValueError(f"growth must be one of {GROWTH}, got {growth!r}")
         if not isinstance(prune, bool):
             raise ValueError(f"prune must be True or False, got {prune!r}")
+        if clip_bound not in CLIP_BOUNDS:
+            raise ValueError(f"clip_bound must be one of {CLIP_BOUNDS}, got {clip_bound!r}")
+        if not isinstance(reset_optimizer, bool):
+            raise ValueError(f"reset_optimizer must be True or False, got {reset_optimizer!r}")
+        if review_metric not in REVIEW_METRICS:
+            raise ValueError(f"review_metric must be one of {REVIEW_METRICS}, got {review_metric!r}")
+        self.clip_bound = clip_bound
+        self.reset_optimizer = reset_optimizer
+        self.review_metric = review_metric
         self.clip_scope = clip_scope
         self.growth = growth
         self.prune = prune
@@ -177,7 +245,8 @@ class NeuroplasticExpansionCallback(PlasticityCallback):
         grown = 0
         for name, layer in self.masked[network]:
             new = grow_connections(layer, self.grow_scores(layer), rate)
-            reset_optimizer_entries(layer.weight, new, self.neurons.optimizers_of(layer.weight))
+            if self.reset_optimizer:
+                reset_optimizer_entries(layer.weight, new, self.neurons.optimizers_of(layer.weight))
             if self.clip is not None and self.clip_scope == "grown":
                 self.clip.add(layer, new)
             self._event_log[f"{network}/{name}/grown"] = int(new.sum())
@@ -211,7 +280,7 @@ class NeuroplasticExpansionCallback(PlasticityCallback):
             removed += prune_neurons(group, idx)
             # a grow candidate again (NE Sec. 3.2): a neuron left without incoming connections gets a positive bias,
             # so it is active and its connections get gradients (surgery.reinitialize_incoming)
-            n_neurons += reset_neurons(group, idx, outgoing="zero")
+            n_neurons += reset_neurons(group, idx, outgoing="zero", optimizer=self.reset_optimizer)
         return removed, n_neurons
 
     # -- set-up ---------------------------------------------------------------------------------------------
@@ -238,6 +307,8 @@ class NeuroplasticExpansionCallback(PlasticityCallback):
         self.t_end = self.end_step if self.end_step is not None else int(self.model._total_timesteps)
         buffer = getattr(self.model, "replay_buffer", None)
         self.review_buffer = buffer if isinstance(buffer, ExperienceReviewBuffer) else None
+        if self.review_buffer is not None:
+            self.review_buffer.active_ratio_metric = self.review_metric
         has_critic = "critic" in self.neurons.trainable_networks
         measured = set(names) | ({"critic"} if has_critic else set())
         self.meter = Capture(self.neurons, self.groups("critic"), gradients=False) if has_critic else None
@@ -249,15 +320,16 @@ class NeuroplasticExpansionCallback(PlasticityCallback):
         self._alive = {}
         for net in measured:
             self._refresh_alive(net)
-        self.clip = None if self.clip_kappa is None else WeightClip(self.clip_kappa)
-        if self.clip is not None:
-            self._register_clipping()
+        self.clip = None if self.clip_kappa is None else WeightClip(self.clip_kappa, self.clip_bound)
+        self._register_step_hooks()
         t = self.model.num_timesteps
         self._next_event = (t // self.grow_interval + 1) * self.grow_interval
         self._next_log = (t // self.log_freq + 1) * self.log_freq
         self._pending, self._event_step, self._grads, self._event_log = set(), None, {}, {}
         self._review_counts = self._review_counters()
         self._log_densities()  # the curve starts at the initial topology
+        # which active-neuron ratio the logs show and epsilon is made of: a text TensorBoard shows (Text tab)
+        self.logger.record(f"plasticity/{self.method}/review_metric", self.review_metric, exclude=("stdout", "log"))
         self.dump()
 
     def _masked_layers(self, network: str) -> list[tuple[str, MaskedLinear]]:
@@ -272,21 +344,34 @@ class NeuroplasticExpansionCallback(PlasticityCallback):
             found += [(names.get(layer, name), layer) for name, layer in masked_layers(module)]
         return found
 
-    def _register_clipping(self) -> None:
+    def _register_step_hooks(self) -> None:
+        """After every optimizer step of the grown networks: re-zero the stored weights of masked connections (when
+        optimizer state is kept, see below) and clip (NE Alg. 1).
+
+        A pruned connection keeps its Adam moments when ``reset_optimizer`` is False (NE App. C), so Adam keeps
+        moving its stored weight although its gradient is 0. The forward pass multiplies by the mask, so that
+        changes nothing now, but growth must find it at 0 again (grown weights start at 0, the function is
+        unchanged at the event): the official NE code re-applies its masks after every step for the same reason.
+        """
+        remask = not self.reset_optimizer
+        if self.clip is None and not remask:
+            return
         per_optimizer: dict[int, tuple[th.optim.Optimizer, list[MaskedLinear]]] = {}
         for layers in self.masked.values():
             for _, layer in layers:
-                if self.clip_scope == "all":
+                if self.clip is not None and self.clip_scope == "all":
                     self.clip.add(layer, th.ones_like(layer.mask, dtype=th.bool))
                 for opt in self.neurons.optimizers_of(layer.weight):
                     per_optimizer.setdefault(id(opt), (opt, []))[1].append(layer)
         for opt, layers in per_optimizer.values():
-            self._handles.append(opt.register_step_post_hook(self._clip_hook(layers)))
+            self._handles.append(opt.register_step_post_hook(self._step_hook(layers, remask)))
 
-    def _clip_hook(self, layers: list[MaskedLinear]):
+    def _step_hook(self, layers: list[MaskedLinear], remask: bool):
         def hook(optimizer: th.optim.Optimizer, args, kwargs) -> None:
             for layer in layers:
-                if layer in self.clip.clipped:
+                if remask:
+                    layer.apply_mask()
+                if self.clip is not None and layer in self.clip.clipped:
                     self.clip.apply(layer)
 
         return hook
@@ -355,13 +440,9 @@ class NeuroplasticExpansionCallback(PlasticityCallback):
             self.capture.disarm()
 
     def _active_ratio(self, network: str, capture: Capture) -> float:
-        """NE Eq. 1 pooled over the network's hidden layers, over the neurons that exist."""
-        groups, total = self._alive[network]
-        active = 0
-        for group, alive in groups:
-            flags = active_mask(capture.records[group].activation)
-            active = active + (flags if alive is None else flags & alive).sum()
-        return float(active) / max(total, 1)
+        """``review_metric`` pooled over the network's hidden layers, over the neurons that exist."""
+        groups, _ = self._alive[network]
+        return pooled_active_ratio([(capture.records[g].activation, alive) for g, alive in groups], self.review_metric)
 
     def _refresh_alive(self, network: str) -> None:
         # the topology only changes at events: the existing neurons are not recomputed every training pass

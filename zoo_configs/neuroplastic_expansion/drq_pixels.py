@@ -13,8 +13,12 @@
 # 0.99, critic soft-update rate 0.01, agent update every 2 env steps (train_freq 2), 3-step returns
 # (DrQNStepReplayBuffer = SB3's NStepReplayBuffer + DrQ's random shift, pad 4), features dim 50 (NatureCNN's
 # output), hidden dim 1024 (two layers), seed frames 4000 = 2000 agent steps of random actions (learning_starts).
-# - Deviation: replay buffer 100,000 transitions, not 1e6. SB3 stores every stacked observation twice (obs and
-#   next obs, 2 x 63.5 kB): 1e6 would take 127 GB, 100,000 takes 12.7 GB (DrQ's own capacity was 100,000).
+# Replay buffer 1e6 transitions (Table 3). Memory: SB3 stores every stacked observation twice (obs and next obs,
+#   2 x 63.5 kB = 127 kB per transition, 127 GB when full). The buffer reserves it without committing it
+#   (sb3_plasticity.buffers.LazyStorageMixin): it becomes resident as transitions are written, 63.5 GB after the
+#   5e5 agent steps below (a warning at start says when the full size exceeds the available memory).
+#   optimize_memory_usage (one copy) is not used: SB3's NStepReplayBuffer refuses it. On a smaller machine add
+#   `-params buffer_size:100000` (DrQ's own capacity).
 # - Deviation: the encoder is SB3's NatureCNN (3 conv layers, then a 50-d linear layer with ReLU), one per actor
 #   and critic (SB3 SAC's default; SB3's shared-encoder mode trains it with the actor loss only), where DrQ has
 #   one 4-layer 32-channel encoder trained by the critic and a LayerNorm-tanh 50-d output. One augmentation per

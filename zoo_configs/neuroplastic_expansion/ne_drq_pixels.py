@@ -10,9 +10,13 @@
 #   grow number 0.02 x rest capacity for the critic and 0.01 for the actor, prune bound omega 0.23, kappa 2
 #   (App. C.2: image-input tasks).
 # - DrQExperienceReviewBuffer: experience review (window c = 250, App. C "{150, 250} work on DMC"; threshold of ER
-#   0.18) with DrQ's random shift (pad 4) on every batch.
-# - Deviation: 1-step returns. drq_pixels.py uses 3-step returns (Table 3); the review buffer has no n-step
-#   variant yet.
+#   0.18) with 3-step returns (Table 3, n_steps 3, gamma 0.99: uniform and review batches alike, review batches
+#   from the oldest quarter) and DrQ's random shift (pad 4) on every batch.
+# - Replay buffer 1e6 (Table 3): 127 kB per transition, reserved and filled as written, 63.5 GB resident after the
+#   5e5 steps (see drq_pixels.py; n-step returns rule out optimize_memory_usage); `-params buffer_size:100000` on a
+#   smaller machine.
+# - NE Table 4 (App. F.1, "w/ prune" vs "w/o prune" on Cartpole Swingup Sparse and Walker Walk) is this config and
+#   the same with the NE callback's `prune: False`.
 #
 # Run (from the repository root; -tb turns TensorBoard on; MUJOCO_GL=egl renders headless):
 #   MUJOCO_GL=egl python -m rl_zoo3.train --algo sac --env sb3_plasticity/DMCPixels-walker-walk-v0 \
@@ -35,7 +39,7 @@ ne_drq = dict(
     policy="sb3_plasticity.MaskedSACPolicy",  # rl_zoo3 needs a dotted string, even in .py configs
     policy_kwargs=policy_kwargs,
     replay_buffer_class=zoo_class(DrQExperienceReviewBuffer),  # a string rl_zoo3 evaluates: config.yml stays readable
-    replay_buffer_kwargs=dict(review_window=250, review_floor=0.18, pad=4),
+    replay_buffer_kwargs=dict(review_window=250, review_floor=0.18, n_steps=3, gamma=drq["gamma"], pad=4),
     # the guard keeps policy_kwargs when -optimize replaces them
     callback=guarded_callbacks(
         policy_kwargs,

@@ -1,4 +1,5 @@
-# NE-TD3 without dormant-neuron pruning (ablation: NE Fig. 3, Table 4).
+# NE-TD3 without dormant-neuron pruning (ablation: NE Fig. 3 on TD3). NE Table 4's "w/o prune" is on DrQ with DMC
+# pixels: ne_drq_pixels.py with the NE callback's `prune: False`.
 #
 # Settings (NE App. C; listed in sb3_plasticity/zoo.py, which builds this dict): TD3 as in td3.yml (hidden
 # (256, 128), actor lr 1e-4, critic lr 1e-3, batch 128, noise N(0, 0.1), learning_starts 25000, 6e6 steps) with
