@@ -23,6 +23,13 @@ Definitions (``E`` is the mean over the batch, and over spatial positions for co
 - **activation norm**: ``mean |h|`` over batch, neurons and positions (P3O appendix).
 - **effective rank** (Roy & Vetterli 2007): ``exp(H(p))`` with ``p_k = sigma_k / sum_j sigma_j`` the
   normalised singular values of the ``(batch, neurons)`` feature matrix.
+- **weight L1** (P3O Sec. 5.2, Fig. 5 "the average L1 norm of all neuron weights"): ``mean |w|`` over every
+  entry of the given tensors, next to the L2 ``weight_norm``.
+- **contribution utility** (CBP, Dohare et al. 2024): ``E|h_i| * mean_k |w_ki|``, ``w_ki`` the weights that
+  carry neuron ``i``'s output to the next layer(s) (:func:`outgoing_magnitude`).
+- **gradient correlation** (P3O App. A.4.1, Fig. 28-30): the correlation matrix of the per-sample loss
+  gradients ``dL/dz`` at the neurons, between neurons (Pearson over the batch) or between samples (cosine over
+  the neurons); summarised by :func:`mean_abs_offdiagonal`.
 
 Network-level ratios pool the neurons of all the network's layers (each neuron counts once: a
 per-neuron average, not a mean of per-layer ratios).
@@ -43,13 +50,20 @@ __all__ = [
     "active_ratio",
     "active_ratio_per_sample",
     "activity",
+    "contribution_utility",
+    "correlation_matrix",
     "dormant_mask",
     "dormant_ratio",
     "effective_rank",
+    "gradient_correlation",
     "grama_inactive_mask",
     "grama_inactive_ratio",
     "layer_metrics",
+    "lowest",
+    "mean_abs_offdiagonal",
     "normalized_scores",
+    "outgoing_magnitude",
+    "weight_l1",
     "weight_norm",
 ]
 
@@ -167,6 +181,104 @@ def weight_norm(params: Iterable[th.Tensor]) -> float:
     return float(sq.sqrt()) if sq is not None else 0.0
 
 
+def weight_l1(params: Iterable[th.Tensor]) -> float:
+    """Average L1 norm: ``sum |w| / (number of entries)`` over all the given tensors taken together (P3O Fig. 5)."""
+    total, count = None, 0
+    for p in params:
+        s = p.detach().abs().sum()
+        total = s if total is None else total + s
+        count += p.numel()
+    return float(total) / count if total is not None and count > 0 else 0.0
+
+
+def outgoing_magnitude(group) -> th.Tensor:
+    """``mean_k |w_ki|`` over every consumer weight reading neuron ``i`` of a
+    :class:`~sb3_plasticity.neurons.NeuronGroup` (as in Dohare et al.'s GnT), shape ``(neurons,)``. A conv neuron
+    read by a Linear layer after a flatten feeds ``H * W`` columns; all of them count."""
+    total = th.zeros(group.n_neurons, device=group.producer.weight.device)
+    idx = th.arange(group.n_neurons, device=total.device)
+    n_out = 0
+    for c in group.consumers:
+        w = c.module.weight.detach().abs()
+        cols = c.input_index(idx).reshape(group.n_neurons, -1)  # (neurons, block)
+        per_col = w.reshape(w.shape[0], w.shape[1], -1).sum(dim=(0, 2))  # (in_features or in_channels,)
+        total += per_col[cols].sum(dim=1)
+        n_out += w[:, :1].numel() * cols.shape[1]
+    return total / max(n_out, 1)
+
+
+def contribution_utility(h: th.Tensor, outgoing: th.Tensor) -> th.Tensor:
+    """CBP's contribution utility of one batch, ``E|h_i| * outgoing_i`` per neuron (``outgoing`` from
+    :func:`outgoing_magnitude`), shape ``(neurons,)``. CBP keeps a running average of it
+    (:class:`~sb3_plasticity.CBPCallback`)."""
+    return activity(h) * outgoing.to(h.device)
+
+
+def lowest(scores: th.Tensor, k: int, candidates: th.Tensor | None = None) -> th.Tensor:
+    """Indices of the ``k`` lowest ``scores`` among ``candidates`` (default: all), ties broken by index, sorted."""
+    if candidates is None:
+        candidates = th.arange(scores.numel(), device=scores.device)
+    candidates = candidates.to(scores.device)
+    k = max(0, min(int(k), candidates.numel()))
+    picked = candidates[th.argsort(scores[candidates], stable=True)[:k]]
+    return picked.sort().values
+
+
+def correlation_matrix(x: th.Tensor, centered: bool = True) -> tuple[th.Tensor, th.Tensor]:
+    """Correlation between the columns of a ``(rows, columns)`` matrix: Pearson (``centered``: each column minus
+    its mean over the rows) or cosine similarity (not centred).
+
+    Returns ``(matrix, valid)``: the ``(columns, columns)`` matrix in float32 and the bool mask of the valid
+    columns. A column with a zero norm, or, when centred, a constant one (centred norm below ``1e-5`` of the
+    column's own norm: float32 round-off) has an undefined correlation: its row and column are 0 and it is not
+    valid. The diagonal is 1 for valid columns.
+    """
+    x = x.reshape(x.shape[0], -1).float()
+    raw = x.norm(dim=0)
+    if centered:
+        x = x - x.mean(dim=0, keepdim=True)
+    norms = x.norm(dim=0)
+    # constant columns: zero, or float32 round-off of the centring (relative to the column's own size)
+    valid = (norms > 0) & (norms > raw * 1e-5 if centered else norms > 0)
+    unit = th.where(valid, x / norms.clamp_min(1e-30), th.zeros_like(x))
+    corr = (unit.T @ unit).clamp(-1.0, 1.0)
+    corr.diagonal().copy_(valid.float())
+    return corr, valid
+
+
+def mean_abs_offdiagonal(corr: th.Tensor, valid: th.Tensor | None = None) -> float:
+    """Mean ``|C_ij|`` over the pairs ``i != j`` of valid entries (all when ``valid`` is None); 0.0 with fewer than
+    two valid entries."""
+    if valid is not None:
+        corr = corr[valid][:, valid]
+    n = corr.shape[0]
+    if n < 2:
+        return 0.0
+    off = corr.abs().sum() - corr.diagonal().abs().sum()
+    return float(off) / (n * (n - 1))
+
+
+def gradient_correlation(grad: th.Tensor, over: str = "neurons") -> tuple[th.Tensor, th.Tensor]:
+    """Correlation matrix of the per-sample gradients at the neurons, ``grad = dL/dz`` of shape
+    ``(batch, neurons, *spatial)`` (a conv neuron's gradient is summed over its positions).
+
+    - ``over="neurons"``: ``(neurons, neurons)``, Pearson correlation over the batch of two neurons' gradients;
+    - ``over="samples"``: ``(batch, batch)``, cosine similarity of two samples' gradient vectors (Lyle et al.'s
+      gradient covariance, normalised).
+
+    Returns ``(matrix, valid)`` as :func:`correlation_matrix` (neurons with a constant gradient, or samples with a
+    zero gradient, are not valid).
+    """
+    if grad.dim() < 2:
+        raise ValueError(f"expected a (batch, neurons, ...) tensor, got shape {tuple(grad.shape)}")
+    g = grad.reshape(grad.shape[0], grad.shape[1], -1).sum(dim=2)  # (batch, neurons)
+    if over == "neurons":
+        return correlation_matrix(g, centered=True)
+    if over == "samples":
+        return correlation_matrix(g.T, centered=False)
+    raise ValueError(f"over must be 'neurons' or 'samples', got {over!r}")
+
+
 @dataclass
 class LayerMetrics:
     """Counts and values for one neuron group; network values pool these (per-neuron average)."""
@@ -203,6 +315,7 @@ def layer_metrics(
     n_alive = int(alive.sum()) if alive is not None else n
     m = LayerMetrics(n_alive=n_alive, weight_norm=weight_norm([producer.weight]))
     m.values["weight_norm"] = m.weight_norm
+    m.values["weight_l1"] = weight_l1([producer.weight])
     if activation is not None:
         m.dormant = int(dormant_mask(activation, tau, alive).sum())
         m.active = int((active_mask(activation) & alive).sum()) if alive is not None else int(active_mask(activation).sum())

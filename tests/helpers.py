@@ -18,11 +18,19 @@ PREFIX = "plasticity/"
 
 # Network-level metrics of every network, and those logged for online (non-target) networks only.
 NETWORK_METRICS = frozenset(
-    {"dormant_ratio", "active_ratio", "active_ratio_per_sample", "activation_norm", "effective_rank", "weight_norm"}
+    {
+        "dormant_ratio",
+        "active_ratio",
+        "active_ratio_per_sample",
+        "activation_norm",
+        "effective_rank",
+        "weight_norm",
+        "weight_l1",
+    }
 )
 ONLINE_ONLY_METRICS = frozenset({"grama_inactive_ratio", "grad_norm"})
 RATIO_METRICS = frozenset({"dormant_ratio", "active_ratio", "active_ratio_per_sample", "grama_inactive_ratio"})
-NORM_METRICS = frozenset({"activation_norm", "weight_norm", "grad_norm"})
+NORM_METRICS = frozenset({"activation_norm", "weight_norm", "weight_l1", "grad_norm"})
 
 Scalars = dict[str, list[tuple[int, float]]]
 

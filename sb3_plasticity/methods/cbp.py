@@ -12,7 +12,8 @@ import torch as th
 from sb3_plasticity.capture import Capture
 from sb3_plasticity.methods.base import check_positive_int, check_range
 from sb3_plasticity.methods.intervention import InterventionCallback
-from sb3_plasticity.metrics import activity
+from sb3_plasticity.methods.neuron_reset import ResetTracker
+from sb3_plasticity.metrics import contribution_utility, outgoing_magnitude
 from sb3_plasticity.neurons import NeuronGroup
 from sb3_plasticity.surgery import release_fresh_steps, reset_neurons
 
@@ -27,12 +28,14 @@ class CBPLayerState:
     :param mean_activation: running average of ``h_i`` (for the next-layer bias compensation).
     :param age: updates since the neuron was (re)initialised.
     :param pending: fractional number of replacements carried over (accumulated replacement).
+    :param n_updates: updates of the layer so far (the clock of ``replace_every``).
     """
 
     utility: th.Tensor
     mean_activation: th.Tensor
     age: th.Tensor
     pending: float = 0.0
+    n_updates: int = 0
 
     @classmethod
     def zeros(cls, n: int, device: th.device) -> CBPLayerState:
@@ -41,6 +44,7 @@ class CBPLayerState:
     def update(self, contribution: th.Tensor, activation_mean: th.Tensor, decay: float) -> None:
         """One update: age += 1 and the running averages move towards this batch's values."""
         self.age += 1
+        self.n_updates += 1
         self.utility.mul_(decay).add_(contribution, alpha=1 - decay)
         self.mean_activation.mul_(decay).add_(activation_mean, alpha=1 - decay)
 
@@ -72,11 +76,14 @@ class CBPCallback(InterventionCallback):
     """Continual backpropagation (Dohare et al. 2024; GnT): after every optimizer update of a network, for each
     of its hidden layers,
 
-    1. update each neuron's running contribution utility ``u_i <- eta u_i + (1 - eta) E|h_i| sum_k |w_ki|``
-       (``w_ki`` its outgoing weights, ``E`` over the update's batch) and its running mean activation;
+    1. update each neuron's running contribution utility ``u_i <- eta u_i + (1 - eta) E|h_i| mean_k |w_ki|``
+       (``w_ki`` its outgoing weights, ``E`` over the update's batch; :func:`~sb3_plasticity.metrics.
+       contribution_utility`) and its running mean activation;
     2. add ``replacement_rate x (# mature neurons)`` to a fractional counter (mature: ``age >
        maturity_threshold`` updates); replace ``floor(counter)`` of them, the lowest bias-corrected utility
-       first, and keep the remainder;
+       first, and keep the remainder. With ``replace_every=N`` step 2 runs only at every ``N``-th update of the
+       layer (``replacement_rate`` is then the fraction of the mature neurons replaced per such event; step 1 still
+       runs at every update);
     3. replacing a neuron: add its mean contribution ``w_ki * f_i`` to the next layer's bias (so the function
        barely moves), re-initialise its incoming weights from the layer's own init, zero its outgoing weights,
        give those entries fresh optimizer state and update the target twin (see :mod:`sb3_plasticity.surgery`);
@@ -96,6 +103,11 @@ class CBPCallback(InterventionCallback):
     :param dormant_tau: threshold of the logged dormant ratios (default 0.1).
     :param probe_batch_size: observations of the fixed probe batch (default 256).
     :param verbose: 0 or 1.
+    :param replace_every: replace only every this many updates (gradient steps) of each layer (default None: at
+        every update, as GnT). ``replacement_rate=0.01, replace_every=10_000``: 1% of the mature neurons every
+        10,000 gradient steps.
+    :param log_reset_proportion: also log ``<network>/reset_proportion`` (share of the hidden neurons replaced at
+        least once so far; P3O Table 4).
     """
 
     method = "cbp"
@@ -110,8 +122,13 @@ class CBPCallback(InterventionCallback):
         dormant_tau: float = 0.1,
         probe_batch_size: int = 256,
         verbose: int = 0,
+        replace_every: int | None = None,
+        log_reset_proportion: bool = False,
     ) -> None:
         super().__init__(log_freq, networks, dormant_tau, probe_batch_size, verbose, freq_name="log_freq")
+        self.replace_every = None if replace_every is None else check_positive_int("replace_every", replace_every)
+        self.log_reset_proportion = bool(log_reset_proportion)
+        self.tracker = ResetTracker()
         self.replacement_rate = check_range("replacement_rate", replacement_rate, 0.0, 1.0)
         self.maturity_threshold = check_range("maturity_threshold", maturity_threshold, 0, integer=True)
         self.decay_rate = check_range("decay_rate", decay_rate, 0.0, 1.0, high_open=True)
@@ -170,6 +187,9 @@ class CBPCallback(InterventionCallback):
         return True
 
     def _log_window(self) -> None:
+        if self.log_reset_proportion:
+            for network, share in self.tracker.proportions(self.capture.groups).items():
+                self.record(f"{self.method}/{network}/reset_proportion", share)
         self.log_counts(self._window)
         self.dump()
         self.save_state()
@@ -187,7 +207,9 @@ class CBPCallback(InterventionCallback):
         for group in done:
             h = self.capture.records.pop(group).activation
             state = self.states[group.key]
-            state.update(activity(h) * _outgoing_magnitude(group), _mean_per_neuron(h), self.decay_rate)
+            state.update(contribution_utility(h, outgoing_magnitude(group)), _mean_per_neuron(h), self.decay_rate)
+            if self.replace_every is not None and state.n_updates % self.replace_every != 0:
+                continue
             idx = state.to_replace(self.replacement_rate, self.maturity_threshold, self.decay_rate)
             if idx.numel() > 0:
                 replace[group] = idx
@@ -208,6 +230,8 @@ class CBPCallback(InterventionCallback):
             _compensate_next_bias(group, idx, state.corrected(state.mean_activation, self.decay_rate)[idx])
             n = reset_neurons(group, idx, outgoing="zero")
             state.forget(idx)
+            if self.log_reset_proportion:
+                self.tracker.add(group, idx)
             key = (group.network, group.name)
             self._window[key] = self._window.get(key, 0) + n
 
@@ -220,9 +244,12 @@ class CBPCallback(InterventionCallback):
                 "mean_activation": s.mean_activation.detach().cpu(),
                 "age": s.age.detach().cpu(),
                 "pending": s.pending,
+                "n_updates": s.n_updates,
             }
             for key, s in self.states.items()
         }
+        if self.log_reset_proportion:
+            state["ever_reset"] = self.tracker.get_state()
         return state
 
     def set_state(self, state: dict[str, Any]) -> None:
@@ -231,26 +258,17 @@ class CBPCallback(InterventionCallback):
         for key, s in state.get("layers", {}).items():
             if key in self.states and self.states[key].utility.numel() == s["utility"].numel():
                 self.states[key] = CBPLayerState(
-                    s["utility"].to(device), s["mean_activation"].to(device), s["age"].to(device), float(s["pending"])
+                    s["utility"].to(device),
+                    s["mean_activation"].to(device),
+                    s["age"].to(device),
+                    float(s["pending"]),
+                    int(s.get("n_updates", 0)),
                 )
+        self.tracker.set_state(state.get("ever_reset"))
 
 
 def _moves_policy(group: NeuronGroup) -> bool:
     return group.network not in ("critic", "value")
-
-
-def _outgoing_magnitude(group: NeuronGroup) -> th.Tensor:
-    """``mean_k |w_ki|`` over every consumer weight reading neuron i (as in Dohare et al.'s GnT), ``(neurons,)``."""
-    total = th.zeros(group.n_neurons, device=group.producer.weight.device)
-    idx = th.arange(group.n_neurons, device=total.device)
-    n_out = 0
-    for c in group.consumers:
-        w = c.module.weight.detach().abs()
-        cols = c.input_index(idx).reshape(group.n_neurons, -1)  # (neurons, block)
-        per_col = w.reshape(w.shape[0], w.shape[1], -1).sum(dim=(0, 2))  # (in_features or in_channels,)
-        total += per_col[cols].sum(dim=1)
-        n_out += w[:, :1].numel() * cols.shape[1]
-    return total / max(n_out, 1)
 
 
 def _mean_per_neuron(h: th.Tensor) -> th.Tensor:

@@ -4,17 +4,51 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch as th
 
 from sb3_plasticity.capture import Capture, GroupRecord, buffer_ready, probe, sample_batch, training_batch_size
 from sb3_plasticity.methods.base import check_fraction, check_nonnegative
 from sb3_plasticity.methods.intervention import InterventionCallback
+from sb3_plasticity.metrics import lowest
 from sb3_plasticity.neurons import NeuronGroup
 from sb3_plasticity.surgery import hold_fresh_steps, release_fresh_steps, reset_neurons
 
-__all__ = ["NeuronResetCallback"]
+__all__ = ["NeuronResetCallback", "ResetTracker"]
+
+
+class ResetTracker:
+    """Which neurons of each group have been reset at least once (P3O Table 4's "Reset Proportion").
+
+    One bool per neuron, keyed by ``group.key``; :meth:`proportions` gives, per network, the share of its hidden
+    neurons (all of them, masked-out ones included) reset at least once so far.
+    """
+
+    def __init__(self) -> None:
+        self.ever: dict[str, th.Tensor] = {}
+
+    def add(self, group: NeuronGroup, idx: th.Tensor) -> None:
+        mask = self.ever.get(group.key)
+        if mask is None or mask.numel() != group.n_neurons:
+            mask = th.zeros(group.n_neurons, dtype=th.bool)
+            self.ever[group.key] = mask
+        mask[idx.detach().cpu().long()] = True
+
+    def proportions(self, groups: Sequence[NeuronGroup]) -> dict[str, float]:
+        counts: dict[str, list[int]] = {}
+        for g in groups:
+            mask = self.ever.get(g.key)
+            tot = counts.setdefault(g.network, [0, 0])
+            tot[0] += int(mask.sum()) if mask is not None and mask.numel() == g.n_neurons else 0
+            tot[1] += g.n_neurons
+        return {network: k / max(n, 1) for network, (k, n) in counts.items()}
+
+    def get_state(self) -> dict[str, th.Tensor]:
+        return {k: v.clone() for k, v in self.ever.items()}
+
+    def set_state(self, state: dict[str, th.Tensor] | None) -> None:
+        self.ever = {k: v.clone().bool().cpu() for k, v in (state or {}).items()}
 
 
 class NeuronResetCallback(InterventionCallback):
@@ -36,6 +70,12 @@ class NeuronResetCallback(InterventionCallback):
     Either way, a neuron that contributed nothing on the scored batch is reset without changing the networks'
     outputs on that batch.
 
+    Selection: the neurons with a score ``<= tau`` (optionally capped at ``max_reset_fraction`` of the layer, lowest
+    scores first), or, with ``reset_fraction``, a fixed fraction: the ``floor(reset_fraction * n)`` lowest-scoring
+    of the layer's ``n`` (alive) neurons at every event whatever their scores (the P3O paper's ReDo, App. A.1:
+    "instead of using a threshold-based selection, each reset is based on evaluating the scores of the bottom one
+    percent of neurons"; ties by index). ``tau`` then only sets the logged ratio.
+
     Logged under ``plasticity/<method>/`` (see :class:`InterventionCallback`): ``reset_count``,
     ``total_reset_count``, ``<network>/reset_count``, ``<network>/<layer>/reset_count``; the ratio at ``tau``
     (``dormant_ratio`` or ``grama_inactive_ratio``) as ``<network>/<ratio>_before`` on the scored batch and
@@ -53,6 +93,10 @@ class NeuronResetCallback(InterventionCallback):
     :param outgoing: ``"zero"`` (ReDo, GraMa Sec. 4.2) or ``"keep"`` (the official GraMa code).
     :param probe_batch_size: observations in the fixed drift probe batch (sampled from the buffer once).
     :param verbose: 0 silent, 1 prints each event.
+    :param reset_fraction: reset exactly the ``floor(reset_fraction * n)`` lowest-scoring neurons of each layer per
+        event instead of those ``<= tau`` (in (0, 1]; default None: the threshold). Not with ``max_reset_fraction``.
+    :param log_reset_proportion: also log ``<network>/reset_proportion``, the share of the network's hidden neurons
+        reset at least once so far (P3O Table 4; one bool per neuron, kept across ``save``/``load``).
     """
 
     ratio: ClassVar[str] = "ratio"
@@ -67,11 +111,21 @@ class NeuronResetCallback(InterventionCallback):
         outgoing: str = "zero",
         probe_batch_size: int = 256,
         verbose: int = 0,
+        reset_fraction: float | None = None,
+        log_reset_proportion: bool = False,
     ) -> None:
         super().__init__(reset_freq, networks, probe_batch_size=probe_batch_size, verbose=verbose)
         self.reset_freq = self.freq
         self.tau = check_nonnegative("tau", tau)
         self.max_reset_fraction = check_fraction("max_reset_fraction", max_reset_fraction)
+        self.reset_fraction = check_fraction("reset_fraction", reset_fraction)
+        if self.reset_fraction is not None and self.max_reset_fraction is not None:
+            raise ValueError(
+                f"reset_fraction={reset_fraction} resets a fixed fraction per event; max_reset_fraction="
+                f"{max_reset_fraction} caps the threshold selection: give one of them"
+            )
+        self.log_reset_proportion = bool(log_reset_proportion)
+        self.tracker = ResetTracker()
         if outgoing not in ("zero", "keep"):
             raise ValueError(f"outgoing must be 'zero' or 'keep', got {outgoing!r}")
         self.outgoing = outgoing
@@ -91,13 +145,18 @@ class NeuronResetCallback(InterventionCallback):
         raise NotImplementedError
 
     def select(self, group: NeuronGroup, scores: th.Tensor) -> tuple[th.Tensor, int]:
-        """Neurons to reset (indices) and how many were at or below tau before the cap."""
+        """Neurons to reset (indices) and how many were at or below tau (before the cap; with ``reset_fraction``,
+        the count the logged ratio uses)."""
         alive = group.alive()
         flagged = scores <= self.tau
         if alive is not None:
             flagged &= alive.to(flagged.device)
         idx = flagged.nonzero().flatten()
         n_flagged = int(idx.numel())
+        if self.reset_fraction is not None:
+            candidates = alive.to(scores.device).nonzero().flatten() if alive is not None else None
+            n_alive = int(candidates.numel()) if candidates is not None else group.n_neurons
+            return lowest(scores, math.floor(self.reset_fraction * n_alive + 1e-9), candidates), n_flagged
         if self.max_reset_fraction is not None:
             n_alive = int(alive.sum()) if alive is not None else group.n_neurons
             cap = math.floor(self.max_reset_fraction * n_alive)
@@ -113,6 +172,8 @@ class NeuronResetCallback(InterventionCallback):
             idx, _ = self.select(group, self.score(group, self.capture.records[group]))
             n = reset_neurons(group, idx, outgoing=self.outgoing, zero_grad=zero_grad)
             self._counts[(group.network, group.name)] = n
+            if self.log_reset_proportion:
+                self.tracker.add(group, idx)
         if before is not None:
             self._drift += self.probe.drift(before, self.probe.output())
 
@@ -236,6 +297,9 @@ class NeuronResetCallback(InterventionCallback):
     def _log_event(self) -> None:
         if self.probe is not None:
             self.record(f"{self.method}/{self.probe.name}", self._drift)
+        if self.log_reset_proportion:
+            for network, share in self.tracker.proportions(self.capture.groups).items():
+                self.record(f"{self.method}/{network}/reset_proportion", share)
         self.log_counts(self._counts)
         self.dump()
         self.save_state()
@@ -256,3 +320,14 @@ class NeuronResetCallback(InterventionCallback):
     def intervene(self) -> dict[tuple[str, str], int]:
         """Not used: events run through :meth:`run_event` or the training-pass hooks."""
         raise NotImplementedError
+
+    # -- resuming ----------------------------------------------------------------------------------------
+    def get_state(self) -> dict[str, Any]:
+        state = super().get_state()
+        if self.log_reset_proportion:
+            state["ever_reset"] = self.tracker.get_state()
+        return state
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        super().set_state(state)
+        self.tracker.set_state(state.get("ever_reset"))

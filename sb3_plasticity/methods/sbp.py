@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import math
 from collections.abc import Sequence
 from typing import Any
 
+import gymnasium as gym
+import numpy as np
 import torch as th
+from stable_baselines3.common.buffers import RolloutBuffer
+from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize
 from stable_baselines3.sac.policies import Actor as SACActor
 
-from sb3_plasticity.capture import sample_batch
+from sb3_plasticity.capture import Capture, sample_batch
 from sb3_plasticity.methods.base import check_fraction, check_positive_int, check_range
 from sb3_plasticity.methods.intervention import InterventionCallback
+from sb3_plasticity.methods.neuron_reset import ResetTracker
+from sb3_plasticity.metrics import activity, contribution_utility, lowest, normalized_scores, outgoing_magnitude
 from sb3_plasticity.neurons import NeuronGroup
 from sb3_plasticity.surgery import reset_neurons
 
@@ -80,6 +90,27 @@ class CycleResetDistillCallback(InterventionCallback):
        (:func:`alpha_dkl`), in epochs over the data in minibatches of ``distill_batch_size``, until the loss
        over all the data is ``<= distill_tau`` (at least one epoch, as in Alg. 2) or ``max_distill_epochs``.
 
+    Variants of the paper's ablations (App. A.4), each composable with distillation on or off:
+
+    - ``selection`` (Fig. 22, "Baseline with Inner Distillation"): which neurons step 2 resets. ``"cycle"`` (the
+      cursor above); ``"random"`` (drawn uniformly without replacement, torch's global RNG); ``"redo"`` (the lowest
+      ReDo scores ``E|h_i| / mean_k E|h_k|``); ``"cbp"`` (the lowest CBP contribution utilities ``E|h_i| mean_k
+      |w_ki|``). ReDo and CBP score on the distillation data, from the forward that gives the teacher (the
+      scores of :mod:`sb3_plasticity.metrics`; CBP's instantaneous utility, without its running average and
+      maturity). Every selection resets as many neurons per layer as the cycle would at that event (the cursor
+      advances for all of them), so only *which* neurons differs.
+    - ``reset_range`` (Fig. 19-20, "Ablation of reset ratio"): resets stay within the first ``floor(reset_range
+      l)`` neurons of each layer for the whole training. The cursor still advances by ``reset_rate`` (each event
+      resets ``reset_rate l`` neurons, as in the full cycle) and wraps at ``reset_range``, so a cycle takes
+      ``ceil(reset_range / reset_rate)`` events; the other selections pick among those neurons only.
+    - recovery training (``recovery_threshold``, with ``distill=False``; Fig. 21, Table 5, "Inner distillation
+      versus extra training"): after the reset, run extra epochs of the algorithm's own training (PPO/A2C's
+      ``train()``, one epoch at a time, on the rollout the update just used), and after each epoch evaluate the
+      policy on ``recovery_episodes`` episodes of a copy of the env (deterministic actions); stop when the mean
+      return has recovered, or after ``max_recovery_epochs``. ``recovery_mode="drop"`` (default): recovered when
+      the return is at least the return measured the same way right before the reset minus
+      ``recovery_threshold``; ``"absolute"``: when it is at least ``recovery_threshold``. At least one epoch runs.
+
     Our choices where the paper is silent (no public code exists):
 
     - outgoing weights of reset neurons are kept (``outgoing="keep"``): zeroing them would preserve the
@@ -99,10 +130,14 @@ class CycleResetDistillCallback(InterventionCallback):
 
     Logged (besides :class:`InterventionCallback`'s counts, dormant ratios and ``policy_kl`` drift under
     ``plasticity/cycle_reset/``): ``plasticity/cycle_reset/cursor`` (p before the event),
-    ``plasticity/distill/epochs``, ``total_epochs``, ``epoch_ratio`` (total distillation epochs / the
-    algorithm's own epochs or gradient steps so far, P3O Table 2), ``loss`` (final alpha-DKL), ``kl_before`` and
-    ``kl_final`` (KL(teacher || student) right after the reset and after distillation), ``cap_hit`` (1 when the
-    epoch cap stopped it above ``distill_tau``).
+    ``plasticity/cycle_reset/<network>/reset_proportion`` (share of the actor's hidden neurons reset at least once
+    so far, P3O Table 4), ``plasticity/distill/epochs``, ``total_epochs``, ``epoch_ratio`` (total distillation
+    epochs / the algorithm's own epochs or gradient steps so far, P3O Table 2), ``loss`` (final alpha-DKL),
+    ``kl_before`` and ``kl_final`` (KL(teacher || student) right after the reset and after distillation),
+    ``cap_hit`` (1 when the epoch cap stopped it above ``distill_tau``); with recovery training
+    ``plasticity/recovery/epochs``, ``total_epochs``, ``gradient_steps`` (extra optimizer steps of this event),
+    ``return_before`` (``"drop"`` mode), ``target``, ``return_after`` (the last evaluation), ``eval_steps`` (env
+    steps the evaluations took; not counted in ``num_timesteps``) and ``cap_hit``.
 
     :param reset_freq: env steps between events (default 50 000, P3O Table 3; SAC: 10 000, Table 6).
     :param reset_rate: fraction of each hidden layer reset per event, in (0, 1] (default 0.01, Table 3).
@@ -115,10 +150,18 @@ class CycleResetDistillCallback(InterventionCallback):
     :param distill_samples: SAC: transitions sampled from the replay buffer (default 8192, App. A.5).
     :param distill_lr: learning rate of the distillation optimizer (default: the actor optimizer's).
     :param outgoing: ``"keep"`` (default) or ``"zero"`` for the reset neurons' outgoing weights.
+    :param selection: ``"cycle"`` (default), ``"random"``, ``"redo"`` or ``"cbp"`` (see above).
+    :param reset_range: in (0, 1]: resets stay within the first ``reset_range`` of each layer (default 1.0).
+    :param recovery_threshold: recovery training instead of distillation (PPO/A2C, ``distill=False``): the return
+        drop allowed (``"drop"``) or the return to reach (``"absolute"``); default None: off. App. A.4.5: 100.
+    :param recovery_mode: ``"drop"`` (default) or ``"absolute"``.
+    :param recovery_episodes: evaluation episodes per measurement (default 5).
+    :param max_recovery_epochs: cap on recovery epochs per event (default 100, as ``max_distill_epochs``).
     :param verbose: 0 or 1.
     """
 
     method = "cycle_reset"
+    SELECTIONS = ("cycle", "random", "redo", "cbp")
 
     def __init__(
         self,
@@ -135,6 +178,12 @@ class CycleResetDistillCallback(InterventionCallback):
         dormant_tau: float = 0.1,
         probe_batch_size: int = 256,
         verbose: int = 0,
+        selection: str = "cycle",
+        reset_range: float = 1.0,
+        recovery_threshold: float | None = None,
+        recovery_mode: str = "drop",
+        recovery_episodes: int = 5,
+        max_recovery_epochs: int = 100,
     ) -> None:
         super().__init__(reset_freq, None, dormant_tau, probe_batch_size, verbose)
         self.reset_rate = check_fraction("reset_rate", reset_rate, allow_none=False)
@@ -144,6 +193,20 @@ class CycleResetDistillCallback(InterventionCallback):
             check_range("distill_lr", distill_lr, 0.0, low_open=True)
         if outgoing not in ("keep", "zero"):
             raise ValueError(f"outgoing must be 'keep' or 'zero', got {outgoing!r}")
+        if selection not in self.SELECTIONS:
+            raise ValueError(f"selection must be one of {self.SELECTIONS}, got {selection!r}")
+        self.reset_range = check_fraction("reset_range", reset_range, allow_none=False)
+        if recovery_mode not in ("drop", "absolute"):
+            raise ValueError(f"recovery_mode must be 'drop' or 'absolute', got {recovery_mode!r}")
+        if recovery_threshold is not None:
+            if recovery_mode == "drop":
+                check_range("recovery_threshold", recovery_threshold, 0.0)
+            else:
+                check_range("recovery_threshold", recovery_threshold)
+            if distill:
+                raise ValueError(
+                    f"recovery_threshold={recovery_threshold} trains after the reset instead of distilling: set distill=False"
+                )
         self.reset_freq = self.freq
         self.distill = bool(distill)
         self.max_distill_epochs = check_positive_int("max_distill_epochs", max_distill_epochs)
@@ -151,11 +214,21 @@ class CycleResetDistillCallback(InterventionCallback):
         self.distill_samples = check_positive_int("distill_samples", distill_samples)
         self.distill_lr = distill_lr
         self.outgoing = outgoing
-        self.events_per_cycle = math.ceil(1 / self.reset_rate - 1e-9)
+        self.selection = selection
+        self.recovery_threshold = None if recovery_threshold is None else float(recovery_threshold)
+        self.recovery_mode = recovery_mode
+        self.recovery_episodes = check_positive_int("recovery_episodes", recovery_episodes)
+        self.max_recovery_epochs = check_positive_int("max_recovery_epochs", max_recovery_epochs)
+        self.events_per_cycle = math.ceil(self.reset_range / self.reset_rate - 1e-9)
         self.cycle_index = 0  # j: the cursor is p = j * reset_rate
         self.total_distill_epochs = 0
+        self.total_recovery_epochs = 0
+        self.tracker = ResetTracker()
         self._due = False
         self._data: th.Tensor | None = None
+        self._rollout: RolloutBuffer | None = None  # recovery training: the rollout of the last update
+        self._eval_env: VecEnv | None = None
+        self._eval_steps = 0
 
     # -- wiring ------------------------------------------------------------------------------------------
     def _init_callback(self) -> None:
@@ -165,6 +238,11 @@ class CycleResetDistillCallback(InterventionCallback):
             raise ValueError(
                 f"CycleResetDistillCallback distils a stochastic actor (PPO, A2C, SAC); "
                 f"{type(self.model).__name__} has a deterministic one"
+            )
+        if self.recovery_threshold is not None and getattr(self.model, "rollout_buffer", None) is None:
+            raise ValueError(
+                f"recovery_threshold={self.recovery_threshold}: recovery training reruns the update on the last rollout "
+                f"(PPO, A2C); {type(self.model).__name__} has none"
             )
         self.networks = ["policy"] if isinstance(policy, ActorCriticPolicy) else ["actor"]
         super()._init_callback()
@@ -198,20 +276,57 @@ class CycleResetDistillCallback(InterventionCallback):
             buffer = self.model.rollout_buffer
             obs = buffer.observations.reshape(-1, *buffer.obs_shape)
             self._data = buffer.to_torch(obs)
+            if self.recovery_threshold is not None:
+                self._rollout = copy.deepcopy(buffer)  # the next rollout empties the algorithm's own
 
     def _on_rollout_start(self) -> None:
         if self._due and self.on_policy and self._data is not None:
             self._due = False
             self.run_event()
             self._data = None
+            self._rollout = None
+
+    def _finish(self) -> None:
+        if self._eval_env is not None:
+            self._eval_env.close()
+            self._eval_env = None
 
     # -- the method --------------------------------------------------------------------------------------
+    def range_size(self, n_neurons: int) -> int:
+        """Neurons a layer of ``n_neurons`` exposes to resets: ``floor(reset_range * n)``, at least 1."""
+        return max(1, min(n_neurons, math.floor(self.reset_range * n_neurons + 1e-9)))
+
     def cycle_indices(self, n_neurons: int) -> th.Tensor:
-        """Indices ``[p l, (p + rate) l)`` of the current event; the last event of a cycle ends at ``l``."""
+        """Indices ``[p l, (p + rate) l)`` of the current event, within the first :meth:`range_size` neurons; the
+        last event of a cycle ends there."""
         j = self.cycle_index
+        n_range = self.range_size(n_neurons)
         start = math.floor(j * self.reset_rate * n_neurons + 1e-9)
-        end = n_neurons if j == self.events_per_cycle - 1 else math.floor((j + 1) * self.reset_rate * n_neurons + 1e-9)
-        return th.arange(start, min(end, n_neurons))
+        end = n_range if j == self.events_per_cycle - 1 else math.floor((j + 1) * self.reset_rate * n_neurons + 1e-9)
+        return th.arange(min(start, n_range), min(end, n_range))
+
+    def select_neurons(self, group: NeuronGroup, activation: th.Tensor | None) -> th.Tensor:
+        """The neurons of ``group`` to reset at this event (sorted): the cycle's slice, or as many chosen by
+        ``selection`` among the first :meth:`range_size` (alive) neurons. ``activation``: the group's outputs on the
+        distillation data (``"redo"``, ``"cbp"``)."""
+        cycle = self.cycle_indices(group.n_neurons)
+        if self.selection == "cycle":
+            return cycle
+        device = group.producer.weight.device
+        candidates = th.arange(self.range_size(group.n_neurons), device=device)
+        alive = group.alive()
+        if alive is not None:
+            candidates = candidates[alive.to(device)[candidates]]
+        k = min(int(cycle.numel()), int(candidates.numel()))
+        if self.selection == "random":
+            return candidates[th.randperm(candidates.numel())[:k].to(device)].sort().values
+        if activation is None:
+            raise RuntimeError(f"selection={self.selection!r} needs the activations of {group.name}")
+        if self.selection == "redo":
+            scores = normalized_scores(activity(activation), alive)
+        else:
+            scores = contribution_utility(activation, outgoing_magnitude(group))
+        return lowest(scores.to(device), k, candidates)
 
     def actor_parameters(self) -> list[th.nn.Parameter]:
         params = list(self.neurons.network_parameters(self.networks[0]))
@@ -222,15 +337,34 @@ class CycleResetDistillCallback(InterventionCallback):
 
     def intervene(self) -> dict[tuple[str, str], int]:
         data = self._data if self.on_policy else sample_batch(self.model, self.distill_samples)[0]
-        with th.no_grad():
-            teacher = _detach(policy_distribution(self.model, data))
-        self.record("cycle_reset/cursor", self.cycle_index * self.reset_rate)
         groups = self.neurons.select(self.networks, targets=False)
-        reset: dict[NeuronGroup, th.Tensor] = {g: self.cycle_indices(g.n_neurons) for g in groups}
+        capture = Capture(self.neurons, groups, gradients=False) if self.selection in ("redo", "cbp") else None
+        with th.no_grad():
+            if capture is not None:
+                capture.arm()
+                with capture.forced():
+                    teacher = _detach(policy_distribution(self.model, data))
+                capture.disarm()
+            else:
+                teacher = _detach(policy_distribution(self.model, data))
+        records = capture.records if capture is not None else {}
+        reset: dict[NeuronGroup, th.Tensor] = {
+            g: self.select_neurons(g, records[g].activation if g in records else None) for g in groups
+        }
+        return_before = None
+        if self.recovery_threshold is not None and self.recovery_mode == "drop":
+            return_before = self._evaluate_return()
+        self.record("cycle_reset/cursor", self.cycle_index * self.reset_rate)
         counts = {(g.network, g.name): reset_neurons(g, idx, outgoing=self.outgoing) for g, idx in reset.items()}
+        for g, idx in reset.items():
+            self.tracker.add(g, idx)
+        for network, share in self.tracker.proportions(groups).items():
+            self.record(f"cycle_reset/{network}/reset_proportion", share)
         self.cycle_index = (self.cycle_index + 1) % self.events_per_cycle
         if self.distill:
             self._distill(data, teacher, reset)
+        elif self.recovery_threshold is not None:
+            self._recover(return_before)
         return counts
 
     def _distill(self, data: th.Tensor, teacher: Distribution, reset: dict[NeuronGroup, th.Tensor]) -> None:
@@ -272,17 +406,106 @@ class CycleResetDistillCallback(InterventionCallback):
         self.record("distill/kl_final", kl)
         self.record("distill/cap_hit", float(loss > self.distill_tau))
 
+    # -- recovery training (App. A.4.5) -------------------------------------------------------------------
+    def recovery_target(self, return_before: float | None) -> float:
+        """The mean return that counts as recovered."""
+        assert self.recovery_threshold is not None
+        if self.recovery_mode == "absolute":
+            return self.recovery_threshold
+        assert return_before is not None
+        return return_before - self.recovery_threshold
+
+    def _recover(self, return_before: float | None) -> None:
+        target = self.recovery_target(return_before)
+        epochs, steps, ret = 0, 0, -math.inf
+        while epochs < self.max_recovery_epochs:
+            steps += self._train_one_epoch()
+            epochs += 1
+            ret = self._evaluate_return()
+            if ret >= target:
+                break
+        self.total_recovery_epochs += epochs
+        if return_before is not None:
+            self.record("recovery/return_before", return_before)
+        self.record("recovery/target", target)
+        self.record("recovery/return_after", ret)
+        self.record("recovery/epochs", epochs)
+        self.record("recovery/total_epochs", self.total_recovery_epochs)
+        self.record("recovery/gradient_steps", steps)
+        self.record("recovery/eval_steps", self._eval_steps)
+        self.record("recovery/cap_hit", float(ret < target))
+        self._eval_steps = 0
+
+    def _train_one_epoch(self) -> int:
+        """One more epoch of the algorithm's own ``train()`` on the rollout of the last update; returns the optimizer
+        steps it took."""
+        model = self.model
+        live, buffer = model.rollout_buffer, self._rollout
+        if buffer is None:
+            raise RuntimeError("recovery training needs the rollout of the last update")
+        n_epochs = getattr(model, "n_epochs", None)
+        before = model._n_updates
+        model.rollout_buffer = buffer
+        try:
+            if n_epochs is not None:
+                model.n_epochs = 1
+            model.train()
+        finally:
+            model.rollout_buffer = live
+            if n_epochs is not None:
+                model.n_epochs = n_epochs
+        if n_epochs is None:  # A2C: one step per train()
+            return model._n_updates - before
+        size = buffer.buffer_size * buffer.n_envs
+        return math.ceil(size / model.batch_size)
+
+    def _evaluate_return(self) -> float:
+        """Mean return of ``recovery_episodes`` deterministic episodes on a copy of the training env."""
+        env = self._recovery_env()
+        vec_normalize = self.model.get_vec_normalize_env()
+        if vec_normalize is not None:
+            env.obs_rms = copy.deepcopy(vec_normalize.obs_rms)
+        returns, lengths = evaluate_policy(
+            self.model, env, n_eval_episodes=self.recovery_episodes, deterministic=True, return_episode_rewards=True
+        )
+        self._eval_steps += int(sum(lengths))
+        return float(np.mean(returns))
+
+    def _recovery_env(self) -> VecEnv:
+        if self._eval_env is None:
+            spec = self.training_env.get_attr("spec", [0])[0]
+            if spec is None:
+                raise RuntimeError("recovery training evaluates on a copy of the training env, which has no gym spec")
+            # the registered env with its kwargs; the wrappers added around it (Monitor, ...) are not recreatable
+            spec = dataclasses.replace(spec, additional_wrappers=())
+            env: VecEnv = DummyVecEnv([lambda: Monitor(gym.make(spec))])
+            if self.model.get_vec_normalize_env() is not None:
+                env = VecNormalize(env, training=False, norm_reward=False)
+            seed = getattr(self.model, "seed", None)
+            if seed is not None:
+                env.seed(int(seed) + 10_000)
+            self._eval_env = env
+        return self._eval_env
+
     # -- resuming ----------------------------------------------------------------------------------------
     def get_state(self) -> dict[str, Any]:
         state = super().get_state()
-        state.update(cycle_index=self.cycle_index, total_distill_epochs=self.total_distill_epochs, due=self._due)
+        state.update(
+            cycle_index=self.cycle_index,
+            total_distill_epochs=self.total_distill_epochs,
+            total_recovery_epochs=self.total_recovery_epochs,
+            due=self._due,
+            ever_reset=self.tracker.get_state(),
+        )
         return state
 
     def set_state(self, state: dict[str, Any]) -> None:
         super().set_state(state)
         self.cycle_index = int(state.get("cycle_index", 0)) % self.events_per_cycle
         self.total_distill_epochs = int(state.get("total_distill_epochs", 0))
+        self.total_recovery_epochs = int(state.get("total_recovery_epochs", 0))
         self._due = bool(state.get("due", False))
+        self.tracker.set_state(state.get("ever_reset"))
 
 
 def _freeze(reset: dict[NeuronGroup, th.Tensor]) -> None:
