@@ -3,7 +3,7 @@
 Everything a user needs is importable from here.
 """
 
-from sb3_plasticity.algos import DrQV2, DrQV2Policy, MaskedDrQV2Policy
+from sb3_plasticity.algos import DACER, DACERPolicy, DrQV2, DrQV2Policy, MaskedDrQV2Policy
 from sb3_plasticity.analysis import IrreversibilityCallback, QuadrantAnalysisCallback, prune_and_evaluate
 from sb3_plasticity.augmentation import (
     DrQExperienceReviewBuffer,
@@ -102,6 +102,7 @@ __version__ = "0.1.0"
 __all__ = [
     "CONTINUAL_MUJOCO_ID",
     "CYCLE_FRICTION_TASKS",
+    "DACER",
     "DMC_TASKS",
     "Branch",
     "BroNet",
@@ -115,6 +116,7 @@ __all__ = [
     "ContinualMuJoCoEnv",
     "CycleFrictionMixin",
     "CycleResetDistillCallback",
+    "DACERPolicy",
     "DMCEnv",
     "DefaultInit",
     "DrQExperienceReviewBuffer",

@@ -290,6 +290,8 @@ class _BroNetPolicy:
     :param width: width of every layer (default 256, GraMa App. A.1).
     :param actor_blocks: residual blocks of the actor, one of :data:`BRO_BLOCKS` (default 1, GraMa Table 3).
     :param critic_blocks: residual blocks of each Q-network, one of :data:`BRO_BLOCKS` (default 2, GraMa Table 3).
+    :param blocks: sets ``actor_blocks`` and ``critic_blocks`` together (GraMa Fig. 9 scales "from 1 to 4 in both
+        actor and critic"); exclusive with them. Default None.
     """
 
     width: int
@@ -299,7 +301,22 @@ class _BroNetPolicy:
     device: th.device
     critic: ContinuousCritic
 
-    def __init__(self, *args: Any, width: int = 256, actor_blocks: int = 1, critic_blocks: int = 2, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        width: int = 256,
+        actor_blocks: int = 1,
+        critic_blocks: int = 2,
+        blocks: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if blocks is not None:
+            if (actor_blocks, critic_blocks) != (1, 2):
+                raise ValueError(
+                    f"blocks={blocks!r} sets actor_blocks and critic_blocks together: give either blocks or "
+                    f"actor_blocks/critic_blocks, not both (got actor_blocks={actor_blocks}, critic_blocks={critic_blocks})"
+                )
+            actor_blocks = critic_blocks = blocks
         self.width = _check_int("width", width, 1)
         self.actor_blocks = _check_int("actor_blocks", actor_blocks, BRO_BLOCKS[0], BRO_BLOCKS[-1])
         self.critic_blocks = _check_int("critic_blocks", critic_blocks, BRO_BLOCKS[0], BRO_BLOCKS[-1])

@@ -401,3 +401,11 @@ def test_console_script_is_installed():
         check=True,
     ).stdout
     assert "p3o/table1" in out
+
+
+def test_show_uses_the_plugin_for_the_package_algorithms(capsys):
+    from sb3_plasticity.algos import ZOO_ALGOS
+
+    assert set(cli.PACKAGE_ALGOS) == set(ZOO_ALGOS)
+    assert cli.main(["show", "grama/fig10", "--seeds", "1", "--envs", "Ant-v5", "--methods", "dacer"]) == 0
+    assert "python -m sb3_plasticity.zoo_plugin train --algo dacer --env Ant-v5" in capsys.readouterr().out

@@ -464,3 +464,14 @@ def test_save_load_round_trip(tmp_path, algo, policy, env, policy_kwargs):
     model.policy.save(tmp_path / "policy.pth")
     alone = policy.load(tmp_path / "policy.pth", device="cpu")
     assert np.array_equal(model.predict(obs, deterministic=True)[0], alone.predict(obs, deterministic=True)[0])
+
+
+def test_bronet_blocks_sets_actor_and_critic_depth_together():
+    from stable_baselines3 import SAC
+
+    from sb3_plasticity import BroNetSACPolicy
+
+    model = SAC(BroNetSACPolicy, "Pendulum-v1", policy_kwargs=dict(width=8, blocks=3), device="cpu")
+    assert (model.policy.actor_blocks, model.policy.critic_blocks) == (3, 3)
+    with pytest.raises(ValueError, match="blocks=2 sets actor_blocks and critic_blocks together"):
+        SAC(BroNetSACPolicy, "Pendulum-v1", policy_kwargs=dict(width=8, blocks=2, critic_blocks=4), device="cpu")

@@ -10,6 +10,7 @@ from pathlib import Path
 from sb3_plasticity.experiments.entries import PAPERS, ExperimentError, expand, get_entry, load_registry
 
 DEFAULT_OUT = "experiments"
+PACKAGE_ALGOS = ("drqv2", "dacer")  # sb3_plasticity.algos.ZOO_ALGOS, named here to keep this module light
 
 EPILOG = """workflow:
   sb3-plasticity list --paper ne                      # what exists, and what each entry still needs
@@ -70,8 +71,10 @@ def _cmd_show(args: argparse.Namespace) -> int:
     for run in runs:
         hyper = " ".join(f"{k.split('.', 1)[1]}:{v!r}" for k, v in run.overrides.items() if k.startswith("hyperparams."))
         other = {k: v for k, v in run.overrides.items() if not k.startswith("hyperparams.")}
+        # rl-zoo checks --algo before importing --gym-packages: the package's own algorithms go through its plugin
+        train = "sb3_plasticity.zoo_plugin train" if run.algo in PACKAGE_ALGOS else "rl_zoo3.train"
         cmd = (
-            f"python -m rl_zoo3.train --algo {run.algo} --env {run.env} --gym-packages sb3_plasticity "
+            f"python -m {train} --algo {run.algo} --env {run.env} --gym-packages sb3_plasticity "
             f"--conf-file zoo_configs/{run.conf} -n {run.timesteps} --seed {run.seed}"
             f" -tb {DEFAULT_OUT}/{run.rel_dir}/tb"
         )
