@@ -260,3 +260,59 @@ def grama_bro_sac(method_callbacks: list[dict[str, dict[str, Any]]] | None = Non
             ],
         )
     return out
+
+
+def grama_mlp_sac(
+    env_ids: Sequence[str],
+    policy: str = "MlpPolicy",
+    activation: str | None = None,
+    method_callbacks: list[dict[str, dict[str, Any]]] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """rl_zoo3 hyperparameters of GraMa's MLP SAC (App. A.3, Table 7: ``grama/sac.yml``'s settings) on ``env_ids``,
+    with another policy or hidden ``activation`` (a ``torch.nn`` class name: GraMa Fig. 4's LeakyReLU and LayerNorm
+    SAC) and ``method_callbacks`` before the learning-rate and monitor callbacks. ``policy_kwargs`` is the string
+    rl_zoo3 evaluates, so the saved ``config.yml`` holds no class object (``rl_zoo3.enjoy`` reads it back)."""
+    activation_kwarg = f", activation_fn=nn.{activation}" if activation else ""
+    return {
+        env_id: dict(
+            n_timesteps=3_000_000,
+            policy=policy,
+            policy_kwargs=f"dict(net_arch=[256, 256]{activation_kwarg})",
+            learning_rate=1e-3,  # the entropy coefficient's; actor 3e-4 and critic 1e-3 below
+            buffer_size=1_000_000,
+            learning_starts=5000,
+            batch_size=256,
+            gamma=0.99,
+            tau=0.005,
+            train_freq=1,
+            gradient_steps=1,
+            target_update_interval=1,
+            ent_coef="auto",
+            callback=[
+                *(method_callbacks or []),
+                {"sb3_plasticity.NetworkLearningRateCallback": dict(actor=3e-4, critic=1e-3)},
+                {"sb3_plasticity.PlasticityMonitorCallback": dict(log_freq=5000)},
+            ],
+        )
+        for env_id in env_ids
+    }
+
+
+def grama_drqv2_quadruped(
+    method_callbacks: list[dict[str, dict[str, Any]]] | None = None, weight_decay: float | None = None
+) -> dict[str, dict[str, Any]]:
+    """rl_zoo3 hyperparameters of DrQ-v2 on pixel Quadruped Run for GraMa Table 9 (App. C): ``drqv2/drqv2.py``'s
+    settings (1.5e6 agent steps = GraMa's "3M step" read as frames), ``method_callbacks`` before the monitor, and
+    ``weight_decay`` in Adam's kwargs (coupled L2, as SB3's optimizer_kwargs give it)."""
+    from sb3_plasticity.zoo_plugin import drqv2_settings
+
+    settings = drqv2_settings("quadruped", "run")
+    if weight_decay is not None:
+        settings["policy_kwargs"] = dict(settings["policy_kwargs"], optimizer_kwargs=dict(weight_decay=weight_decay))
+    return {
+        "sb3_plasticity/DMCPixels-quadruped-run-v0": dict(
+            settings,
+            n_timesteps=1_500_000,
+            callback=[*(method_callbacks or []), {"sb3_plasticity.PlasticityMonitorCallback": dict(log_freq=5000)}],
+        )
+    }

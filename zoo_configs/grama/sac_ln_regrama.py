@@ -1,0 +1,19 @@
+# LayerNorm SAC + ReGraMa on Dog Walk (GraMa Fig. 4).
+# GraMa paper Sec. 4.1, Fig. 4: MLP SAC with App. A.3 / Table 7's settings (grama/sac.yml: 2x256, buffer 1e6, batch
+# 256, learning_starts 5000, actor lr 3e-4, critic lr 1e-3, automatic entropy, 3e6 steps) on DMC Dog Walk from state,
+# built by sb3_plasticity.zoo.grama_mlp_sac, the monitor attached.
+# - LayerNormSACPolicy: Linear -> LayerNorm -> ReLU in every hidden layer (docs/networks.md).
+# - Thresholds: ReDo tau 0.02, ReGraMa tau 0 (App. A.3's MLP settings; Fig. 4 states none), every 1000 steps.
+#
+# Run (from the repository root; -tb turns TensorBoard on):
+#   python -m rl_zoo3.train --algo sac --env sb3_plasticity/DMC-dog-walk-v0 --gym-packages sb3_plasticity \
+#       --conf-file zoo_configs/grama/sac_ln_regrama.py -tb runs/grama -f logs/grama
+
+from sb3_plasticity.zoo import grama_mlp_sac
+
+ENVS = ["sb3_plasticity/DMC-dog-walk-v0"]
+hyperparams = grama_mlp_sac(
+    ENVS,
+    policy="sb3_plasticity.LayerNormSACPolicy",
+    method_callbacks=[{"sb3_plasticity.GraMaResetCallback": dict(reset_freq=1000, tau=0.0)}],
+)
