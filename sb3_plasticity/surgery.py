@@ -42,6 +42,7 @@ from __future__ import annotations
 import math
 import weakref
 from collections.abc import Sequence
+from typing import Any
 
 import torch as th
 from torch import nn
@@ -49,6 +50,7 @@ from torch import nn
 from sb3_plasticity.neurons import Consumer, Layer, NeuronGroup, NeuronModel
 
 __all__ = [
+    "fresh_steps_state",
     "hold_fresh_steps",
     "reinitialize_incoming",
     "release_fresh_steps",
@@ -56,6 +58,7 @@ __all__ = [
     "reset_neurons",
     "reset_optimizer_entries",
     "reset_optimizer_state",
+    "restore_fresh_steps",
     "shrink_perturb_layer",
     "sync_twin",
     "zero_outgoing",
@@ -253,6 +256,47 @@ def release_fresh_steps(optimizers: Sequence[th.optim.Optimizer] | None = None, 
         if not hook.pending and hook.holds == 0:
             hook.handle.remove()
             del _FRESH_HOOKS[opt]
+
+
+def fresh_steps_state(policy: nn.Module) -> dict[str, Any]:
+    """The entries of ``policy``'s optimizers still waiting for their fresh first step (CPU masks by optimizer, named
+    by the module that holds it, and parameter index), to keep across ``save``/``load``: see
+    :func:`restore_fresh_steps`."""
+    state: dict[str, Any] = {}
+    for name, optimizer in _optimizers_of(policy).items():
+        hook = _FRESH_HOOKS.get(optimizer)
+        if hook is not None and hook.pending:
+            index = {id(p): i for i, p in enumerate(_params_of(optimizer))}
+            pending = {index[id(p)]: m.cpu().clone() for p, m in hook.pending.items()}
+            state[name] = {"pending": pending, "waited": hook.waited}
+    return state
+
+
+def restore_fresh_steps(policy: nn.Module, state: dict[str, Any] | None) -> None:
+    """Put back what :func:`fresh_steps_state` returned (call outside ``step()``)."""
+    optimizers = _optimizers_of(policy)
+    for name, entry in (state or {}).items():
+        if name not in optimizers:
+            continue
+        params = _params_of(optimizers[name])
+        hook = _fresh_hook(optimizers[name])
+        for i, mask in entry["pending"].items():
+            if i < len(params) and params[i].shape == mask.shape:
+                hook.pending[params[i]] = mask.to(params[i].device)
+        hook.waited = int(entry.get("waited", 0))
+
+
+def _optimizers_of(policy: nn.Module) -> dict[str, th.optim.Optimizer]:
+    """The optimizers of an SB3 policy by the name of the module holding them (``actor``, ``critic``; ``""``: PPO's)."""
+    return {
+        name: module.optimizer
+        for name, module in policy.named_modules()
+        if isinstance(getattr(module, "optimizer", None), th.optim.Optimizer)
+    }
+
+
+def _params_of(optimizer: th.optim.Optimizer) -> list[nn.Parameter]:
+    return [p for pg in optimizer.param_groups for p in pg["params"]]
 
 
 @th.no_grad()

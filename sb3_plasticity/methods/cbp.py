@@ -9,13 +9,13 @@ from typing import Any
 
 import torch as th
 
-from sb3_plasticity.capture import Capture
+from sb3_plasticity.capture import Capture, GroupRecord
 from sb3_plasticity.methods.base import check_positive_int, check_range
 from sb3_plasticity.methods.intervention import InterventionCallback
 from sb3_plasticity.methods.neuron_reset import ResetTracker
 from sb3_plasticity.metrics import contribution_utility, outgoing_magnitude
 from sb3_plasticity.neurons import NeuronGroup
-from sb3_plasticity.surgery import release_fresh_steps, reset_neurons
+from sb3_plasticity.surgery import fresh_steps_state, release_fresh_steps, reset_neurons, restore_fresh_steps
 
 __all__ = ["CBPCallback", "CBPLayerState"]
 
@@ -134,7 +134,7 @@ class CBPCallback(InterventionCallback):
         self.decay_rate = check_range("decay_rate", decay_rate, 0.0, 1.0, high_open=True)
         self.log_freq = check_positive_int("log_freq", log_freq)
         self.states: dict[str, CBPLayerState] = {}
-        self.capture: Capture | None = None
+        self.capture: _UpdatePassCapture | None = None
         self._step_handles: list = []
         self._updated_by: dict[int, list[NeuronGroup]] = {}
         self._learn_id: float | None = None
@@ -151,8 +151,8 @@ class CBPCallback(InterventionCallback):
         for g in groups:
             if g.key not in self.states or self.states[g.key].utility.numel() != g.n_neurons:
                 self.states[g.key] = CBPLayerState.zeros(g.n_neurons, device)
-        # Kept armed for the whole run: each group records the first training forward after each update.
-        self.capture = Capture(self.neurons, groups, gradients=False)
+        # Kept armed for the whole run: each group records the last training forward before each update.
+        self.capture = _UpdatePassCapture(self.neurons, groups, gradients=False)
         self.capture.arm()
         # the groups whose incoming weights each optimizer updates
         self._updated_by: dict[int, list[NeuronGroup]] = {}
@@ -176,7 +176,11 @@ class CBPCallback(InterventionCallback):
         if self.capture is not None:
             self.capture.disarm()
         if self._window:
+            # flush the open window's counts to the log: the end of a learn() is no log event (a run resumed
+            # with learn(reset_num_timesteps=False) keeps the schedule and would count the boundary twice)
+            n_events = self.n_events
             self._log_window()
+            self.n_events = n_events
         self.save_state()
         release_fresh_steps()
 
@@ -250,6 +254,8 @@ class CBPCallback(InterventionCallback):
         }
         if self.log_reset_proportion:
             state["ever_reset"] = self.tracker.get_state()
+        # replaced entries whose fresh Adam step is still to come (their gradient was 0 so far)
+        state["fresh_steps"] = fresh_steps_state(self.model.policy)
         return state
 
     def set_state(self, state: dict[str, Any]) -> None:
@@ -265,6 +271,21 @@ class CBPCallback(InterventionCallback):
                     int(s.get("n_updates", 0)),
                 )
         self.tracker.set_state(state.get("ever_reset"))
+        restore_fresh_steps(self.model.policy, state.get("fresh_steps"))
+
+
+class _UpdatePassCapture(Capture):
+    """Keeps each group's last gradient-enabled forward, the one its optimizer's update follows: a critic's own
+    loss pass, not the actor-loss pass through the critic that comes after the critic's update (TD3, SAC). Keeping
+    the first forward after an update would give the critic's next update the actor-loss pass, and one left over at
+    the end of ``learn()`` would be lost on resume."""
+
+    def _output_hook(self, group: NeuronGroup):
+        def hook(module, inputs, output: th.Tensor) -> None:
+            if self._counts(group):
+                self.records.setdefault(group, GroupRecord()).activation = self._trim(output)
+
+        return hook
 
 
 def _moves_policy(group: NeuronGroup) -> bool:

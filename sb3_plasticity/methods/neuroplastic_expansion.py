@@ -524,6 +524,9 @@ class NeuroplasticExpansionCallback(PlasticityCallback):
 
     # -- end, state -----------------------------------------------------------------------------------------
     def _finish(self) -> None:
+        # the last train() of this learn() ran after the last step (off-policy) or rollout (PPO/A2C): read its pass now,
+        # its active ratio and a pending event's activations and gradients, or a resumed run would lose them
+        self._collect()
         if self._event_step is not None and self._event_log:
             self._finish_event()  # some networks grew in the last train() of this learn()
         self._teardown()

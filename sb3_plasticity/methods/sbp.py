@@ -24,7 +24,7 @@ from sb3_plasticity.methods.intervention import InterventionCallback
 from sb3_plasticity.methods.neuron_reset import ResetTracker
 from sb3_plasticity.metrics import activity, contribution_utility, lowest, normalized_scores, outgoing_magnitude
 from sb3_plasticity.neurons import NeuronGroup
-from sb3_plasticity.surgery import reset_neurons
+from sb3_plasticity.surgery import fresh_steps_state, reset_neurons, restore_fresh_steps
 
 __all__ = ["CycleResetDistillCallback", "alpha_dkl", "policy_distribution"]
 
@@ -287,6 +287,7 @@ class CycleResetDistillCallback(InterventionCallback):
             self._rollout = None
 
     def _finish(self) -> None:
+        self.save_state()  # an event due but not run yet (PPO/A2C: at the next rollout start) and its data
         if self._eval_env is not None:
             self._eval_env.close()
             self._eval_env = None
@@ -496,7 +497,12 @@ class CycleResetDistillCallback(InterventionCallback):
             total_recovery_epochs=self.total_recovery_epochs,
             due=self._due,
             ever_reset=self.tracker.get_state(),
+            # reset entries whose fresh Adam step is still to come (their gradient was 0 so far)
+            fresh_steps=fresh_steps_state(self.model.policy),
         )
+        if self._due and self._data is not None:  # PPO/A2C: the pending event's rollout (and its copy for recovery)
+            state["data"] = self._data.detach().cpu()
+            state["rollout"] = self._rollout
         return state
 
     def set_state(self, state: dict[str, Any]) -> None:
@@ -506,6 +512,10 @@ class CycleResetDistillCallback(InterventionCallback):
         self.total_recovery_epochs = int(state.get("total_recovery_epochs", 0))
         self._due = bool(state.get("due", False))
         self.tracker.set_state(state.get("ever_reset"))
+        restore_fresh_steps(self.model.policy, state.get("fresh_steps"))
+        if self._due and state.get("data") is not None:
+            self._data = state["data"].to(self.model.device)
+            self._rollout = state.get("rollout")
 
 
 def _freeze(reset: dict[NeuronGroup, th.Tensor]) -> None:
