@@ -5,6 +5,7 @@ Everything a user needs is importable from here.
 
 from sb3_plasticity.algos import DACER, DACERPolicy, DrQV2, DrQV2Policy, MaskedDrQV2Policy
 from sb3_plasticity.analysis import IrreversibilityCallback, QuadrantAnalysisCallback, prune_and_evaluate
+from sb3_plasticity.analysis.heatmap import GradientHeatmapCallback
 from sb3_plasticity.augmentation import (
     DrQExperienceReviewBuffer,
     DrQNStepReplayBuffer,
@@ -126,6 +127,7 @@ __all__ = [
     "DrQV2Policy",
     "ExperienceReviewBuffer",
     "GraMaResetCallback",
+    "GradientHeatmapCallback",
     "GroupRecord",
     "InjectedHead",
     "InterventionCallback",

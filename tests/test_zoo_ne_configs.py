@@ -41,7 +41,7 @@ def read_config(path: Path) -> dict:
 
 
 def test_every_ne_config_is_listed():
-    assert {p.name for p in ZOO.glob("ne_*.py")} == {*VARIANTS, "ne_drq_pixels.py", "ne_td3_continual.py"}
+    assert {p.name for p in ZOO.glob("ne_*.py")} == {*VARIANTS, "ne_drq_pixels.py", "ne_td3_continual.py", "ne_td3_heatmap.py"}
 
 
 @pytest.mark.parametrize("name", sorted(VARIANTS))

@@ -4,10 +4,12 @@
   :func:`quadrant_analysis`;
 - Fig. 7, pruning the neurons GraMa vs ReDo flags and measuring the return: :func:`prune_and_evaluate`;
 - Fig. 6, low learning capacity is irreversible (:class:`IrreversibilityCallback`) and costs performance
-  (:func:`performance_vs_inactive`).
+  (:func:`performance_vs_inactive`);
+- NE paper Fig. 11, heat maps of the per-layer |dL/dW| of a training pass: :class:`GradientHeatmapCallback`.
 """
 
 from sb3_plasticity.analysis.base import TrainingPassAnalysisCallback
+from sb3_plasticity.analysis.heatmap import GradientHeatmapCallback, save_heatmap_png
 from sb3_plasticity.analysis.irreversibility import (
     IrreversibilityCallback,
     IrreversibilityTracker,
@@ -37,6 +39,7 @@ from sb3_plasticity.analysis.scores import (
 
 __all__ = [
     "QUADRANTS",
+    "GradientHeatmapCallback",
     "IrreversibilityCallback",
     "IrreversibilityTracker",
     "NeuronScores",
@@ -57,6 +60,7 @@ __all__ = [
     "quadrant_shares",
     "read_tensorboard_scalars",
     "restored",
+    "save_heatmap_png",
     "scores_from_records",
     "top_mask",
     "training_pass_scores",
