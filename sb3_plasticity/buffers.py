@@ -177,6 +177,7 @@ class ExperienceReviewBuffer(LazyStorageMixin, ReplayBuffer):
         self.n_batches = 0
         self.n_review_batches = 0
         self._feed_checked = False
+        self.n_skipped_ratios = 0  # non-finite measurements dropped by record_active_ratio
 
     def add(self, *args: Any, **kwargs: Any) -> None:
         if not getattr(self, "_feed_checked", True):
@@ -202,8 +203,18 @@ class ExperienceReviewBuffer(LazyStorageMixin, ReplayBuffer):
 
     # -- the rule ----------------------------------------------------------------------------------------
     def record_active_ratio(self, ratio: float) -> None:
-        """Add one measurement of the critic's active-neuron ratio."""
+        """Add one measurement of the critic's active-neuron ratio. A NaN or inf (a diverging critic) is dropped with a
+        ``RuntimeWarning`` and counted in ``n_skipped_ratios``: epsilon stays finite."""
         ratio = float(ratio)
+        if not math.isfinite(ratio):
+            self.n_skipped_ratios = getattr(self, "n_skipped_ratios", 0) + 1
+            warnings.warn(
+                f"{type(self).__name__}: active-neuron ratio {ratio} dropped (a diverging critic?); epsilon keeps the "
+                "last finite measurements",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            return
         if self._ratios:
             self._changes.append(abs(ratio - self._ratios[-1]))
             self._change_sum = math.fsum(self._changes)

@@ -34,6 +34,7 @@ Which pass is recorded (the first gradient-enabled forward after arming, for eac
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -48,6 +49,7 @@ __all__ = [
     "NetworkGradients",
     "buffer_ready",
     "forward_networks",
+    "is_finite",
     "probe",
     "sample_batch",
     "training_batch_size",
@@ -68,6 +70,19 @@ class GroupRecord:
     grad: th.Tensor | None = None
     grad_hooked: bool = False
     weight_grad: th.Tensor | None = None  # mean |dL/dW| over each neuron's incoming weights, (neurons,)
+
+    def finite(self) -> bool:
+        """Whether every recorded tensor is free of NaN and inf (a diverging network fails this)."""
+        return all(is_finite(t) for t in (self.activation, self.grad, self.weight_grad))
+
+
+def is_finite(x: th.Tensor | float | None) -> bool:
+    """True when ``x`` (a tensor, a number or None) holds no NaN and no inf."""
+    if x is None:
+        return True
+    if isinstance(x, th.Tensor):
+        return bool(th.isfinite(x).all()) if x.is_floating_point() else True
+    return math.isfinite(float(x))
 
 
 @dataclass
@@ -129,6 +144,17 @@ class Capture:
         groups_done = all(self.group_complete(g) for g in self.groups)
         grads_done = not self.gradients or all(n in self.network_gradients for n in self._networks)
         return groups_done and grads_done
+
+    def nonfinite(self, groups: Sequence[NeuronGroup] | None = None) -> list[str]:
+        """``<network>/<layer>`` of the groups (default: all) whose records or network gradient norm hold NaN or inf:
+        statistics of a diverging network, which no method may turn into scores, masks or resets."""
+        bad = []
+        for group in self.groups if groups is None else groups:
+            rec = self.records.get(group)
+            grads = self.network_gradients.get(group.network)
+            if (rec is not None and not rec.finite()) or (grads is not None and not is_finite(grads.total_sq)):
+                bad.append(f"{group.network}/{group.name}")
+        return bad
 
     def network_complete(self, network: str) -> bool:
         done = all(self.group_complete(g) for g in self.groups if g.network == network)

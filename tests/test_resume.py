@@ -202,5 +202,10 @@ def test_resumed_run_equals_the_uninterrupted_run(name, tmp_path):
     assert got["num_timesteps"] == expected["num_timesteps"] == N
     if name not in STATELESS:
         assert got["plasticity_state"], f"{name} saved no state"
+    if name == "cbp":
+        # CBP logs its open window when a learn() ends and n_events counts logged windows: the split run logs one
+        # more (test_methods_learn checks n_events against the log); everything else must be equal
+        for state in (expected, got):
+            state["plasticity_state"]["cbp"].pop("n_events")
     differences = [d[:200] for d in _equal(expected, got)]
     assert not differences, f"{name}: resumed run differs at {differences[:8]}"

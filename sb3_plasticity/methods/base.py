@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
 import warnings
 import weakref
-from collections.abc import Sequence
-from typing import Any, ClassVar
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, ClassVar, TypeVar
 
 from stable_baselines3.common.callbacks import BaseCallback
+from torch.utils.hooks import RemovableHandle
 
-from sb3_plasticity.neurons import NeuronModel, discover
+from sb3_plasticity.capture import Capture
+from sb3_plasticity.neurons import NeuronGroup, NeuronModel, discover
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 __all__ = [
     "PlasticityCallback",
@@ -87,7 +93,7 @@ def normalize_networks(networks: str | Sequence[str] | None) -> list[str] | None
         return None
     if isinstance(networks, str):
         return [networks]
-    if not all(isinstance(n, str) for n in networks) or len(networks) == 0:
+    if not isinstance(networks, Sequence) or not all(isinstance(n, str) for n in networks) or len(networks) == 0:
         raise ValueError(f"networks must be None, a network name or a non-empty list of names, got {networks!r}")
     return list(dict.fromkeys(networks))  # without duplicates, in the given order
 
@@ -99,6 +105,14 @@ class PlasticityCallback(BaseCallback):
     :param networks: names of the networks to act on (``actor``, ``critic``, ``actor_target``,
         ``critic_target``, ``policy``, ``value``, ``features``); None means all of them.
     :param verbose: 0 silent, 1 prints what was discovered.
+
+    **Faults.** Statistics that hold NaN or inf (a diverging network) never become scores, masks or resets: the event
+    is skipped (:meth:`check_finite`, :meth:`skip_event`), a ``RuntimeWarning`` is given (once per ``learn()``) and
+    ``plasticity/<method>/skipped_events`` counts the skipped events; training goes on. An exception raised inside
+    one of the callback's events (its ``on_step``/rollout calls and the optimizer hooks it registers, see
+    :meth:`guarded`) first removes every hook the callback registered, then propagates out of ``learn()``: the
+    model stays trainable and saveable. (SB3's ``learn()`` has no ``finally``: an exception raised elsewhere, by
+    another callback or the env, leaves an armed callback's hooks until the callback's next ``learn()``.)
 
     Subclasses that change weights set ``claims_neurons = True``: two such callbacks acting on the same
     network in one ``learn()`` raise an error, since they would fight over the same neurons. Subclasses
@@ -115,12 +129,109 @@ class PlasticityCallback(BaseCallback):
     claims_neurons: ClassVar[bool] = False
     state_key: ClassVar[str | None] = None
     trainable_only: ClassVar[bool] = False
+    method: ClassVar[str] = "plasticity"  # the <method> of the plasticity/<method>/... tags
 
     def __init__(self, networks: str | Sequence[str] | None = None, verbose: int = 0) -> None:
         super().__init__(verbose)
         self.networks = normalize_networks(networks)
         self.neurons: NeuronModel | None = None
         self._ended = False
+        self.skipped_events = 0  # events skipped because their statistics held NaN or inf
+        self._warned_skip = False
+
+    # -- faults: an exception inside an event removes the callback's hooks before it leaves learn() ----------
+    @contextlib.contextmanager
+    def _aborting(self) -> Iterator[None]:
+        try:
+            yield
+        except BaseException:
+            self._abort()
+            raise
+
+    def guarded(self, fn: F) -> F:
+        """``fn`` (an optimizer or module hook this callback registers) such that an exception inside it removes
+        the callback's hooks first (see :meth:`_abort`)."""
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with self._aborting():
+                return fn(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    def _abort(self) -> None:
+        """An exception is leaving ``learn()`` through this callback: end it as ``on_training_end`` would (flush,
+        remove its hooks, drop its claims), and, should that fail too, remove every hook it still holds."""
+        if self._ended:
+            return
+        try:
+            self._on_training_end()
+        except Exception:  # the original exception is the one to report
+            pass
+        finally:
+            self._ended = True
+            self._drop_hooks()
+
+    def _drop_hooks(self) -> None:
+        """Disarm every :class:`~sb3_plasticity.capture.Capture` and remove every hook handle this callback keeps in
+        its attributes (the fallback of :meth:`_abort`)."""
+        for value in list(vars(self).values()):
+            if isinstance(value, Capture):
+                value.disarm()
+            elif isinstance(value, RemovableHandle):
+                value.remove()
+            elif isinstance(value, (list, tuple)):
+                for item in value:
+                    if isinstance(item, RemovableHandle):
+                        item.remove()
+                    elif isinstance(item, Capture):
+                        item.disarm()
+
+    def init_callback(self, model: Any) -> None:
+        with self._aborting():
+            super().init_callback(model)
+
+    def on_training_start(self, locals_: dict[str, Any], globals_: dict[str, Any]) -> None:
+        with self._aborting():
+            super().on_training_start(locals_, globals_)
+
+    def on_step(self) -> bool:
+        with self._aborting():
+            return super().on_step()
+
+    def on_rollout_start(self) -> None:
+        with self._aborting():
+            super().on_rollout_start()
+
+    def on_rollout_end(self) -> None:
+        with self._aborting():
+            super().on_rollout_end()
+
+    # -- faults: NaN or inf in the statistics of an event ------------------------------------------------------
+    def check_finite(self, capture: Capture, groups: Sequence[NeuronGroup] | None = None, dump: bool = True) -> bool:
+        """True when the capture's records of ``groups`` (default: all) are finite; else the event is skipped
+        (:meth:`skip_event`) and False is returned: the caller changes and scores nothing."""
+        bad = capture.nonfinite(groups)
+        if not bad:
+            return True
+        self.skip_event(f"NaN or inf in the captured statistics of {', '.join(bad)}", dump=dump)
+        return False
+
+    def skip_event(self, reason: str, dump: bool = True) -> None:
+        """Count a skipped event in ``plasticity/<method>/skipped_events`` and warn (once per ``learn()``)."""
+        self.skipped_events += 1
+        if not self._warned_skip:
+            self._warned_skip = True
+            warnings.warn(
+                f"{type(self).__name__} at step {self.num_timesteps}: {reason} (a diverging network?). The event is "
+                f"skipped: nothing is scored or changed, training goes on; plasticity/{self.method}/skipped_events "
+                "counts this and later skips.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        self.record(f"{self.method}/skipped_events", self.skipped_events)
+        if dump:
+            self.dump()
 
     def _init_callback(self) -> None:
         self.neurons = discover(self.model)
@@ -134,6 +245,7 @@ class PlasticityCallback(BaseCallback):
                         f"twins; choose among {self.neurons.trainable_networks!r}"
                     )
         self._ended = False
+        self._warned_skip = False
         if self.claims_neurons:
             self._claim()
         if self.verbose >= 1:
@@ -266,14 +378,16 @@ class PlasticityCallback(BaseCallback):
         if self._ended:
             return
         self._ended = True
-        self._finish()
-        for obj in (self.model.policy, getattr(self.model, "replay_buffer", None)):
-            if obj is not None and obj in _ACTIVE:
-                _ACTIVE[obj].discard(self)
-        if self.claims_neurons and self.model in _CLAIMS:
-            per_model = _CLAIMS[self.model]
-            for network in [n for n, (owner, _) in per_model.items() if owner is self]:
-                del per_model[network]
+        try:
+            self._finish()
+        finally:
+            for obj in (self.model.policy, getattr(self.model, "replay_buffer", None)):
+                if obj is not None and obj in _ACTIVE:
+                    _ACTIVE[obj].discard(self)
+            if self.claims_neurons and self.model in _CLAIMS:
+                per_model = _CLAIMS[self.model]
+                for network in [n for n, (owner, _) in per_model.items() if owner is self]:
+                    del per_model[network]
 
     def _finish(self) -> None:
         """Subclasses flush pending logs and remove hooks here."""

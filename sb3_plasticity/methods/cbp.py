@@ -9,7 +9,7 @@ from typing import Any
 
 import torch as th
 
-from sb3_plasticity.capture import Capture, GroupRecord
+from sb3_plasticity.capture import Capture, GroupRecord, is_finite
 from sb3_plasticity.methods.base import check_positive_int, check_range
 from sb3_plasticity.methods.intervention import InterventionCallback
 from sb3_plasticity.methods.neuron_reset import ResetTracker
@@ -141,6 +141,7 @@ class CBPCallback(InterventionCallback):
         self._policy_side = False
         self._window: dict[tuple[str, str], int] = {}
         self._measured_window = False
+        self._skipped_logged = 0  # skipped_events as last logged
 
     # -- wiring ------------------------------------------------------------------------------------------
     def _setup(self) -> None:
@@ -161,7 +162,7 @@ class CBPCallback(InterventionCallback):
                 self._updated_by.setdefault(id(opt), []).append(g)
         optimizers = {id(o): o for g in groups for o in self.neurons.optimizers_of(g.producer.weight)}
         self._learn_id = getattr(self.model, "start_time", None)
-        self._step_handles = [opt.register_step_post_hook(self._after_update) for opt in optimizers.values()]
+        self._step_handles = [opt.register_step_post_hook(self.guarded(self._after_update)) for opt in optimizers.values()]
         # the drift and before/after ratios are measured around the first replacement of each log window that
         # touches the policy (critic replacements do not move it), if the callback acts on the policy at all
         self._policy_side = any(_moves_policy(g) for g in groups)
@@ -175,12 +176,10 @@ class CBPCallback(InterventionCallback):
         self._remove_step_hooks()
         if self.capture is not None:
             self.capture.disarm()
-        if self._window:
-            # flush the open window's counts to the log: the end of a learn() is no log event (a run resumed
-            # with learn(reset_num_timesteps=False) keeps the schedule and would count the boundary twice)
-            n_events = self.n_events
+        if self._window or self._skipped_unlogged():
+            # the open window's counts reach the log when a learn() ends; n_events counts the windows logged, so a
+            # run split in two learn() calls logs (and counts) one window more than the same run in one call
             self._log_window()
-            self.n_events = n_events
         self.save_state()
         release_fresh_steps()
 
@@ -195,10 +194,16 @@ class CBPCallback(InterventionCallback):
             for network, share in self.tracker.proportions(self.capture.groups).items():
                 self.record(f"{self.method}/{network}/reset_proportion", share)
         self.log_counts(self._window)
+        if self.skipped_events:
+            self.record(f"{self.method}/skipped_events", self.skipped_events)
+        self._skipped_logged = self.skipped_events
         self.dump()
         self.save_state()
         self._window = {}
         self._measured_window = False
+
+    def _skipped_unlogged(self) -> bool:
+        return self.skipped_events != self._skipped_logged
 
     # -- the method --------------------------------------------------------------------------------------
     def _after_update(self, optimizer: th.optim.Optimizer, args, kwargs) -> None:
@@ -208,10 +213,18 @@ class CBPCallback(InterventionCallback):
         records = self.capture.records
         done = [g for g in self._updated_by.get(id(optimizer), []) if g in records and records[g].activation is not None]
         replace: dict[NeuronGroup, th.Tensor] = {}
+        updates = {}
         for group in done:
             h = self.capture.records.pop(group).activation
+            updates[group] = (contribution_utility(h, outgoing_magnitude(group)), _mean_per_neuron(h))
+        bad = [f"{g.network}/{g.name}" for g, (u, m) in updates.items() if not (is_finite(u) and is_finite(m))]
+        if bad:
+            # a diverging network: this update changes no utility, age or neuron (counted, logged with the window)
+            self.skip_event(f"NaN or inf in the activations or outgoing weights of {', '.join(bad)}", dump=False)
+            return
+        for group, (contribution, mean_activation) in updates.items():
             state = self.states[group.key]
-            state.update(contribution_utility(h, outgoing_magnitude(group)), _mean_per_neuron(h), self.decay_rate)
+            state.update(contribution, mean_activation, self.decay_rate)
             if self.replace_every is not None and state.n_updates % self.replace_every != 0:
                 continue
             idx = state.to_replace(self.replacement_rate, self.maturity_threshold, self.decay_rate)

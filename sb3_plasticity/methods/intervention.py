@@ -106,8 +106,9 @@ class InterventionCallback(PlasticityCallback):
         capture = self._probe_capture
         probe(self.model, capture, batch=(self.probe.observations, self.probe.actions))
         counts: dict[str, list[int]] = {}
+        unusable = {n.split("/", 1)[0] for n in capture.nonfinite()}  # a diverged network has no meaningful ratio
         for group, rec in capture.records.items():
-            if rec.activation is None:
+            if rec.activation is None or group.network in unusable:
                 continue
             alive = group.alive()
             tot = counts.setdefault(group.network, [0, 0])
@@ -157,7 +158,11 @@ class InterventionCallback(PlasticityCallback):
 
     # -- resuming ----------------------------------------------------------------------------------------
     def get_state(self) -> dict[str, Any]:
-        state: dict[str, Any] = {"total_reset": self.total_reset, "n_events": self.n_events}
+        state: dict[str, Any] = {
+            "total_reset": self.total_reset,
+            "n_events": self.n_events,
+            "skipped_events": self.skipped_events,
+        }
         if self.probe is not None and isinstance(self.probe.observations, th.Tensor):
             state["probe"] = (self.probe.observations.detach().cpu(), self.probe.actions.detach().cpu())
         return state
@@ -165,6 +170,7 @@ class InterventionCallback(PlasticityCallback):
     def set_state(self, state: dict[str, Any]) -> None:
         self.total_reset = int(state.get("total_reset", 0))
         self.n_events = int(state.get("n_events", 0))
+        self.skipped_events = int(state.get("skipped_events", 0))
         if "probe" in state:
             obs, actions = state["probe"]
             self.probe = PolicyProbe(self.model, obs.to(self.model.device), actions.to(self.model.device))

@@ -37,6 +37,10 @@ class PlasticityMonitorCallback(PlasticityCallback):
     Linear layer of the online networks and the last hidden layers of target networks). These keys are excluded
     from SB3's stdout table.
 
+    A network whose recorded activations or gradients hold NaN or inf (a diverging critic) gets no value at that
+    measurement: a ``RuntimeWarning`` (once per ``learn()``) and ``plasticity/monitor/skipped_events`` (the count of
+    skipped network measurements) are logged instead.
+
     With ``grad_correlation`` (off by default) the online networks also get ``grad_correlation``: the mean
     off-diagonal ``|C_ij|`` of the correlation matrix of the per-sample loss gradients ``dL/dz`` at the neurons
     (P3O App. A.4.1, Fig. 28-30; :func:`~sb3_plasticity.metrics.gradient_correlation`) on the recorded batch, per
@@ -63,6 +67,8 @@ class PlasticityMonitorCallback(PlasticityCallback):
         each); default none.
     :param grad_correlation_dir: folder of the saved matrices (default: see above).
     """
+
+    method = "monitor"
 
     def __init__(
         self,
@@ -152,6 +158,8 @@ class PlasticityMonitorCallback(PlasticityCallback):
     def _log_network(self, network: str, save: bool = False) -> None:
         capture = self.capture
         groups = [g for g in capture.groups if g.network == network]
+        if not self.check_finite(capture, groups, dump=False):
+            return  # a diverging network: this measurement is skipped (counted in plasticity/monitor/skipped_events)
         layers = []
         grads = capture.network_gradients.get(network)
         correlations = self._grad_correlations(groups, network, save) if self.grad_correlation else {}

@@ -133,6 +133,7 @@ class NeuronResetCallback(InterventionCallback):
         self._due = False
         self._phase = "idle"  # training_pass: idle -> scoring -> waiting -> after -> idle
         self._pending: set[str] = set()  # networks not yet reset in the current training-pass event
+        self._skipped: set[str] = set()  # networks of the current event skipped for NaN/inf statistics
         self._counts: dict[tuple[str, str], int] = {}
         self._drift = 0.0
         self._event_updates = 0
@@ -207,8 +208,8 @@ class NeuronResetCallback(InterventionCallback):
                 self._batch_event()
             return
         if self._phase == "scoring" and not self._pending:
-            self._finish_training_pass_event()
             self._phase = "waiting"
+            self._finish_training_pass_event()  # idle again when every network was skipped
         elif self._phase == "waiting" and self.model._n_updates > self._event_updates:
             self.capture.arm()
             self._phase = "after"
@@ -252,6 +253,9 @@ class NeuronResetCallback(InterventionCallback):
         self.ensure_probe()
         batch = sample_batch(self.model, training_batch_size(self.model))  # A2C: the whole rollout
         probe(self.model, self.capture, batch=batch)
+        if not self.check_finite(self.capture):
+            self.capture.records = {}
+            return  # a diverging network: no score, no reset
         self._counts, self._drift = {}, 0.0
         self._log_ratios("before")
         self.reset_groups(self.capture.groups)
@@ -265,11 +269,12 @@ class NeuronResetCallback(InterventionCallback):
         self.ensure_probe()
         self._counts, self._drift = {}, 0.0
         self._pending = {g.network for g in self.capture.groups}
+        self._skipped = set()
         self.capture.arm()
         optimizers = {id(o): o for g in self.capture.groups for o in self.neurons.optimizers_of(g.producer.weight)}
         self._held = list(optimizers.values())
         hold_fresh_steps(self._held)  # registered now: no hook may be added while an optimizer runs its hooks
-        self._step_handles = [opt.register_step_pre_hook(self._before_step) for opt in self._held]
+        self._step_handles = [opt.register_step_pre_hook(self.guarded(self._before_step)) for opt in self._held]
         self._phase = "scoring"
 
     def _before_step(self, optimizer: th.optim.Optimizer, args, kwargs) -> None:
@@ -280,9 +285,12 @@ class NeuronResetCallback(InterventionCallback):
                 continue
             if not self.capture.network_complete(network):
                 continue
+            self._pending.discard(network)
+            if not self.check_finite(self.capture, groups, dump=False):
+                self._skipped.add(network)  # a diverging network: no score, no reset
+                continue
             self._log_ratios("before", network)
             self.reset_groups(groups, zero_grad=True)
-            self._pending.discard(network)
 
     def _finish_training_pass_event(self) -> None:
         for handle in self._step_handles:
@@ -290,8 +298,13 @@ class NeuronResetCallback(InterventionCallback):
         self._step_handles = []
         self.capture.disarm()
         release_fresh_steps(self._held, hold=True)
-        self._log_event()
         self._event_updates = self.model._n_updates
+        if self._skipped and self._skipped >= {g.network for g in self.capture.groups}:
+            self._skipped = set()
+            self._phase = "idle"  # skipped in every network: nothing to log but the count
+            self.dump()
+            return
+        self._log_event()
 
     # -- logging ----------------------------------------------------------------------------------------
     def _log_event(self) -> None:
@@ -306,8 +319,9 @@ class NeuronResetCallback(InterventionCallback):
 
     def _log_ratios(self, when: str, network: str | None = None) -> None:
         flagged: dict[str, list[int]] = {}
+        unusable = {n.split("/", 1)[0] for n in self.capture.nonfinite()}  # diverged: no ratio
         for group in self.capture.groups:
-            if network is not None and group.network != network:
+            if (network is not None and group.network != network) or group.network in unusable:
                 continue
             _, n_flagged = self.select(group, self.score(group, self.capture.records[group]))
             alive = group.alive()
