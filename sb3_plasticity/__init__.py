@@ -4,6 +4,7 @@ Everything a user needs is importable from here.
 """
 
 from sb3_plasticity.algos import DACER, DACERPolicy, DrQV2, DrQV2Policy, MaskedDrQV2Policy
+from sb3_plasticity.algos.drqv2_policies import LayerNormDrQV2Policy
 from sb3_plasticity.analysis import IrreversibilityCallback, QuadrantAnalysisCallback, prune_and_evaluate
 from sb3_plasticity.analysis.heatmap import GradientHeatmapCallback
 from sb3_plasticity.augmentation import (
@@ -135,6 +136,7 @@ __all__ = [
     "L2InitCallback",
     "Layer",
     "LayerNormActorCriticPolicy",
+    "LayerNormDrQV2Policy",
     "LayerNormSACPolicy",
     "LayerNormTD3Policy",
     "MaskedActorCriticPolicy",

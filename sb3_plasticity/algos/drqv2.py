@@ -49,7 +49,14 @@ from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, ReplayB
 from stable_baselines3.common.utils import polyak_update
 from torch.nn import functional as F
 
-from sb3_plasticity.algos.drqv2_policies import DrQV2Actor, DrQV2Critic, DrQV2Encoder, DrQV2Policy, MaskedDrQV2Policy
+from sb3_plasticity.algos.drqv2_policies import (
+    DrQV2Actor,
+    DrQV2Critic,
+    DrQV2Encoder,
+    DrQV2Policy,
+    LayerNormDrQV2Policy,
+    MaskedDrQV2Policy,
+)
 from sb3_plasticity.augmentation import RandomShiftMixin, random_shift
 from sb3_plasticity.buffers import ExperienceReviewBuffer
 
@@ -192,6 +199,7 @@ class DrQV2(OffPolicyAlgorithm):
         "CnnPolicy": DrQV2Policy,
         "DrQV2Policy": DrQV2Policy,
         "MaskedDrQV2Policy": MaskedDrQV2Policy,
+        "LayerNormDrQV2Policy": LayerNormDrQV2Policy,
     }
     policy: DrQV2Policy
     actor: DrQV2Actor

@@ -32,10 +32,11 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, create_
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
 
+from sb3_plasticity.networks import add_layer_norms
 from sb3_plasticity.neurons import NetworkPath, OrthogonalInit, Stage
 from sb3_plasticity.policies import _Masking
 
-__all__ = ["DrQV2Actor", "DrQV2Critic", "DrQV2Encoder", "DrQV2Policy", "MaskedDrQV2Policy"]
+__all__ = ["DrQV2Actor", "DrQV2Critic", "DrQV2Encoder", "DrQV2Policy", "LayerNormDrQV2Policy", "MaskedDrQV2Policy"]
 
 # DrQ-v2 (Yarats et al. 2022) App. B, Table 1 and the official config (cfgs/config.yaml)
 FEATURE_DIM = 50
@@ -232,6 +233,9 @@ class DrQV2Policy(BasePolicy):
     :param optimizer_class: default Adam (DrQ-v2).
     :param optimizer_kwargs: extra optimizer arguments (default none: torch's Adam defaults, as DrQ-v2).
     :param n_critics: Q-networks (default 2).
+    :param layer_norm: insert an ``nn.LayerNorm`` after every hidden ``Linear`` of the actor's and each Q-network's
+        MLP (``Linear -> LayerNorm -> ReLU``; output layers, trunks and encoder unchanged): LN-DrQ, the NE paper's
+        baseline (App. C). Default False (DrQ-v2). :class:`LayerNormDrQV2Policy` turns it on.
     """
 
     actor: DrQV2Actor
@@ -252,6 +256,7 @@ class DrQV2Policy(BasePolicy):
         optimizer_class: type[th.optim.Optimizer] = th.optim.Adam,
         optimizer_kwargs: dict[str, Any] | None = None,
         n_critics: int = 2,
+        layer_norm: bool = False,
     ) -> None:
         if not isinstance(action_space, spaces.Box):
             raise ValueError(f"DrQ-v2 needs a continuous (Box) action space, got {action_space}")
@@ -276,6 +281,9 @@ class DrQV2Policy(BasePolicy):
         self.feature_dim = feature_dim
         self.activation_fn = activation_fn
         self.n_critics = n_critics
+        if not isinstance(layer_norm, bool):
+            raise ValueError(f"layer_norm must be True or False, got {layer_norm!r}")
+        self.layer_norm = layer_norm
         self.action_dim = get_action_dim(action_space)
         # std of the exploration noise of predict(deterministic=False); DrQV2 sets it from its schedule
         self.exploration_std = 0.0
@@ -301,12 +309,19 @@ class DrQV2Policy(BasePolicy):
         )
 
     def make_actor(self, features_extractor: DrQV2Encoder) -> DrQV2Actor:
-        return DrQV2Actor(features_extractor, self.action_dim, self.feature_dim, self.actor_arch, self.activation_fn)
+        actor = DrQV2Actor(features_extractor, self.action_dim, self.feature_dim, self.actor_arch, self.activation_fn)
+        if self.layer_norm:
+            add_layer_norms(actor.mu, last_is_output=True)
+        return actor
 
     def make_critic(self, features_extractor: DrQV2Encoder) -> DrQV2Critic:
-        return DrQV2Critic(
+        critic = DrQV2Critic(
             features_extractor, self.action_dim, self.feature_dim, self.critic_arch, self.activation_fn, self.n_critics
         )
+        if self.layer_norm:
+            for q_net in critic.q_networks:
+                add_layer_norms(q_net, last_is_output=True)
+        return critic
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
@@ -320,6 +335,7 @@ class DrQV2Policy(BasePolicy):
                 optimizer_class=self.optimizer_class,
                 optimizer_kwargs=self.optimizer_kwargs,
                 n_critics=self.n_critics,
+                layer_norm=self.layer_norm,
                 lr_schedule=self._dummy_schedule,
             )
         )
@@ -375,6 +391,17 @@ class DrQV2Policy(BasePolicy):
             "critic": [self.critic],
             "critic_target": [self.critic_target],
         }
+
+
+class LayerNormDrQV2Policy(DrQV2Policy):
+    """:class:`DrQV2Policy` with ``layer_norm=True``: ``Linear -> LayerNorm -> ReLU`` in every hidden layer of the
+    actor's MLP and of each Q-network (the target critic too), the output layers without norm; trunks (which already
+    have DrQ-v2's LayerNorm) and encoder unchanged. The NE paper's LN-DrQ baseline (App. C: "LayerNorm after the
+    hidden layers"). Each norm follows its Linear inside the same Sequential, so neuron discovery counts its
+    per-neuron gain and bias in that neuron's group (as for :class:`~sb3_plasticity.LayerNormTD3Policy`)."""
+
+    def __init__(self, *args: Any, layer_norm: bool = True, **kwargs: Any) -> None:
+        super().__init__(*args, layer_norm=layer_norm, **kwargs)
 
 
 class MaskedDrQV2Policy(_Masking, DrQV2Policy):

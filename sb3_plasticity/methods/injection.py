@@ -128,17 +128,24 @@ def _sequential_slots(module: nn.Module) -> list[_Slot]:
     return slots
 
 
+def _is_drqv2(policy: nn.Module) -> bool:
+    # imported here: sb3_plasticity.algos imports the package's policies, which must not wait for the methods
+    from sb3_plasticity.algos.drqv2_policies import DrQV2Policy
+
+    return isinstance(policy, DrQV2Policy)
+
+
 def head_networks(policy: nn.Module) -> list[str]:
     """The networks of a policy that have an injectable head (target networks excluded)."""
-    if isinstance(policy, TD3Policy):
+    if isinstance(policy, TD3Policy) or _is_drqv2(policy):
         return ["actor", "critic"]
     if isinstance(policy, SACPolicy):
         return ["actor", "critic"]
     if isinstance(policy, ActorCriticPolicy):
         return ["policy", "value"]
     raise ValueError(
-        f"plasticity injection supports the policies of TD3, DDPG, SAC, PPO and A2C (TD3Policy, SACPolicy, "
-        f"ActorCriticPolicy and their subclasses), not {type(policy).__name__}"
+        f"plasticity injection supports the policies of TD3, DDPG, SAC, PPO, A2C and DrQ-v2 (TD3Policy, SACPolicy, "
+        f"ActorCriticPolicy, DrQV2Policy and their subclasses), not {type(policy).__name__}"
     )
 
 
@@ -342,8 +349,8 @@ def inject_heads(model: Any, network: str, head_layers: int = 1) -> int:
     ``policy.plasticity_injection``; the policy's class becomes :func:`injectable_policy_class` of it. Given an
     algorithm, its ``policy_class`` and ``policy_kwargs`` are updated too, so ``model.save`` / ``load`` keep it.
 
-    :param model: a TD3/DDPG, SAC or PPO/A2C algorithm, or its policy.
-    :param network: ``actor`` or ``critic`` (TD3, DDPG, SAC), ``policy`` or ``value`` (PPO, A2C).
+    :param model: a TD3/DDPG, SAC, PPO/A2C or DrQ-v2 algorithm, or its policy.
+    :param network: ``actor`` or ``critic`` (TD3, DDPG, SAC, DrQ-v2), ``policy`` or ``value`` (PPO, A2C).
     :param head_layers: how many of the last Linear/Conv layers form the head (default 1, the output layer).
     """
     policy = getattr(model, "policy", model)
@@ -525,7 +532,9 @@ class PlasticityInjectionCallback(PlasticityCallback):
     (TD3, DDPG, SAC): the output layer of every Q-network (all ``n_critics``); SAC actor: ``mu`` and ``log_std``
     (each its own fresh layer; ``head_layers`` must be 1 there since both read the shared ``latent_pi``; with
     gSDE ``log_std`` is a parameter and stays as it is); PPO/A2C: ``action_net`` (policy) and ``value_net``
-    (value), with ``k - 1`` layers of ``mlp_extractor`` for ``k > 1``. The paper's Atari head is the
+    (value), with ``k - 1`` layers of ``mlp_extractor`` for ``k > 1``; DrQ-v2 (:class:`~sb3_plasticity.DrQV2Policy`,
+    PI-DrQ): the output layer of ``actor.mu`` and of every Q-network ``critic.qf<i>`` (the target critic follows),
+    while the shared encoder and the trunks keep training. The paper's Atari head is the
     fully-connected part of the Q-network (two layers, ``head_layers=2`` on an MLP critic). PPO's ``log_std``
     and SAC's entropy coefficient are parameters, not layers, and keep training.
 
