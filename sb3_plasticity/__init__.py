@@ -53,6 +53,7 @@ from sb3_plasticity.methods import (
     alpha_dkl,
     inject_heads,
 )
+from sb3_plasticity.methods.neuroplastic_expansion import MaskedLayerNormTD3Policy
 from sb3_plasticity.networks import (
     BroNet,
     BroNetBlock,
@@ -141,6 +142,7 @@ __all__ = [
     "LayerNormTD3Policy",
     "MaskedActorCriticPolicy",
     "MaskedDrQV2Policy",
+    "MaskedLayerNormTD3Policy",
     "MaskedLinear",
     "MaskedMultiHeadSACPolicy",
     "MaskedMultiHeadTD3Policy",

@@ -29,11 +29,13 @@ from torch.nn import functional as F
 from sb3_plasticity.neurons import NeuronGroup
 
 __all__ = [
+    "GROWTH_SCHEDULES",
     "MaskedLinear",
     "WeightClip",
     "cosine_grow_rate",
     "erdos_renyi_densities",
     "grow_connections",
+    "grow_rate_at",
     "masked_connections_per_neuron",
     "masked_layers",
     "prune_neurons",
@@ -155,6 +157,31 @@ def cosine_grow_rate(grow_rate: float, step: int, end_step: int) -> float:
     if step >= end_step:
         return 0.0
     return grow_rate / 2.0 * (1.0 + math.cos(math.pi * step / end_step))
+
+
+GROWTH_SCHEDULES = ("cosine", "uniform", "warm_decay")
+
+
+def grow_rate_at(schedule: str, grow_rate: float, step: int, end_step: int) -> float:
+    """The fraction of a layer's inactive connections grown by an event at env step ``step`` (NE App. F.5, Table 11).
+
+    - ``"cosine"``: ``grow_rate / 2 * (1 + cos(pi * t / T_end))`` (NE Sec. 3.2, the paper's choice);
+    - ``"uniform"``: ``grow_rate`` at every event (a constant fraction of the remaining capacity);
+    - ``"warm_decay"``: ``grow_rate * (1 - t / T_end)``, a linear decay to 0 at ``T_end``.
+
+    The paper names the three modes only ("uniform schedule, warm decay, and cosine annealing"; cosine "includes
+    cyclicality based on warm decay"): uniform and warm decay are our reading (docs/methods.md). All three start at
+    ``grow_rate`` at ``t = 0`` and are 0 from ``end_step`` on.
+    """
+    if schedule not in GROWTH_SCHEDULES:
+        raise ValueError(f"schedule must be one of {GROWTH_SCHEDULES}, got {schedule!r}")
+    if step >= end_step:
+        return 0.0
+    if schedule == "cosine":
+        return cosine_grow_rate(grow_rate, step, end_step)
+    if schedule == "uniform":
+        return float(grow_rate)
+    return grow_rate * (1.0 - step / end_step)
 
 
 @th.no_grad()

@@ -43,8 +43,12 @@ __all__ = [
     "drq_settings",
     "guarded_callbacks",
     "ne_callbacks",
+    "ne_combined_hyperparams",
     "ne_paper_td3",
     "ne_td3_hyperparams",
+    "scaled_net_arch",
+    "td3_naive_growth_hyperparams",
+    "td3_scaled_hyperparams",
     "zoo_class",
 ]
 
@@ -157,11 +161,113 @@ def ne_callbacks(ne_kwargs: dict[str, Any]) -> list[dict[str, dict[str, Any]]]:
     ]
 
 
+def scaled_net_arch(extra_layers: int = 0) -> list[int] | dict[str, list[int]]:
+    """``net_arch`` of the NE paper's scaled-up TD3 (App. C.1, the capacity axis of Fig. 2 and Fig. 14).
+
+    App. C.1: "For the 1.8x agent, we add one MLP as a hidden layer in two critic networks in front of the output
+    head and one MLP layer as the embedding layer at the front of the actor. And the hidden dim is also increased to
+    256. And so on, we follow the above approach to grow the model by an equal amount each time." Our reading: level
+    ``n`` adds ``n`` hidden layers of 256 units, at the front of the actor and in front of each Q-network's output,
+    and keeps Table 1's (256, 128): actor ``[256] * n + [256, 128]``, critic ``[256, 128] + [256] * n``. Level 0 is
+    Table 1's network, level 1 the paper's "1.8x" (on HalfCheetah it has about 2.1x the weights and 1.7x the hidden
+    neurons of level 0: the paper does not say what its factor counts). The sizes of Fig. 2 and Fig. 14 are not in
+    the text: the configs give levels 0 to 3.
+    """
+    if isinstance(extra_layers, bool) or not isinstance(extra_layers, int) or extra_layers < 0:
+        raise ValueError(f"extra_layers must be an integer >= 0, got {extra_layers!r}")
+    if extra_layers == 0:
+        return [256, 128]
+    return dict(pi=[256] * extra_layers + [256, 128], qf=[256, 128] + [256] * extra_layers)
+
+
+def td3_scaled_hyperparams(extra_layers: int) -> dict[str, dict[str, Any]]:
+    """Vanilla TD3 (td3.yml's settings) with the network of :func:`scaled_net_arch` level ``extra_layers``."""
+    policy_kwargs = dict(net_arch=scaled_net_arch(extra_layers))
+    return {
+        env_id: dict(
+            ne_paper_td3(),
+            policy="MlpPolicy",
+            policy_kwargs=dict(policy_kwargs),
+            callback=[
+                {"sb3_plasticity.NetworkLearningRateCallback": dict(actor=1e-4, critic=1e-3)},
+                {"sb3_plasticity.PlasticityMonitorCallback": dict(log_freq=5000)},
+            ],
+        )
+        for env_id in NE_TASKS
+    }
+
+
+def td3_naive_growth_hyperparams(extra_layers: int = 0, initial_neurons: float = 0.2) -> dict[str, dict[str, Any]]:
+    """TD3 with NE Sec. 3.1's naive random growth (the "naive growth" of Fig. 2 and Fig. 14).
+
+    Sec. 3.1: the network starts at "20% of neurons from each layer of the full TD3 architecture", chosen uniformly,
+    and grows by "uniformly adding k new connections" per layer. Here: every layer of actor and critic maskable
+    (:class:`~sb3_plasticity.MaskedTD3Policy` with ``initial_density=1.0``, ``dense_first_last=False``), the NE
+    callback keeps 20% of each hidden layer's neurons at the start (``initial_neurons``: the other neurons lose all
+    their connections) and grows random connections (``growth="random"``) on NE's schedule of the task (App. C: grow
+    interval, cosine rate); no pruning, no experience review (both come later, Sec. 3.2), no weight clipping (Sec. 3.1
+    names none). ``k`` per event is not given for the naive growth: NE's rate is our choice.
+    """
+    out = {}
+    for env_id, (interval, rate, _omega, _floor) in NE_TASKS.items():
+        ne_kwargs: dict[str, Any] = dict(
+            grow_interval=interval,
+            grow_rate=rate,
+            prune_ratio=0.0,
+            clip_kappa=None,
+            growth="random",
+            prune=False,
+            initial_neurons=initial_neurons,
+        )
+        policy_kwargs = dict(net_arch=scaled_net_arch(extra_layers), initial_density=1.0, dense_first_last=False)
+        out[env_id] = dict(
+            ne_paper_td3(),
+            policy="sb3_plasticity.MaskedTD3Policy",
+            policy_kwargs=policy_kwargs,
+            callback=guarded_callbacks(policy_kwargs, ne_callbacks(ne_kwargs)),
+        )
+    return out
+
+
+COMBINED = {
+    "redo": {"sb3_plasticity.ReDoCallback": dict(reset_freq=1000, tau=0.1)},  # as td3_redo.yml
+    "reset": {"sb3_plasticity.ResetCallback": dict(reset_freq=90000, layers="all")},  # as td3_reset.yml
+}
+
+
+def ne_combined_hyperparams(other: str) -> dict[str, dict[str, Any]]:
+    """NE-TD3 (:func:`ne_td3_hyperparams`) combined with LayerNorm, ReDo or Reset (NE earlier version, App. C, Fig. 11).
+
+    - ``"ln"``: the policy is :class:`~sb3_plasticity.MaskedLayerNormTD3Policy` (td3_ln.py's norms on NE's masked
+      networks); the NE callback as in ne_td3.py.
+    - ``"redo"`` / ``"reset"``: the callback of td3_redo.yml / td3_reset.yml (same settings) runs on the same masked
+      networks, listed before the NE callback, which gets ``compose=True``: NE owns the masks, the other method the
+      values of the existing weights (see docs/methods.md, "NE combined with LN, ReDo or Reset").
+    """
+    if other not in ("ln", *COMBINED):
+        raise ValueError(f"other must be 'ln', 'redo' or 'reset', got {other!r}")
+    out = ne_td3_hyperparams()
+    for hp in out.values():
+        if other == "ln":
+            hp["policy"] = "sb3_plasticity.MaskedLayerNormTD3Policy"
+            continue
+        callbacks = hp["callback"]
+        ne = next(i for i, item in enumerate(callbacks) if "sb3_plasticity.NeuroplasticExpansionCallback" in item)
+        callbacks[ne] = {
+            "sb3_plasticity.NeuroplasticExpansionCallback": dict(
+                callbacks[ne]["sb3_plasticity.NeuroplasticExpansionCallback"], compose=True
+            )
+        }
+        callbacks.insert(ne, {k: dict(v) for k, v in COMBINED[other].items()})
+    return out
+
+
 def ne_td3_hyperparams(
     review: bool = True,
     prune: bool = True,
     networks: Sequence[str] | None = None,
     growth: str = "gradient",
+    extra_layers: int = 0,
 ) -> dict[str, dict[str, Any]]:
     """rl_zoo3 hyperparameters of NE-TD3 for every task of NE Fig. 6, or one of the paper's ablations.
 
@@ -169,7 +275,8 @@ def ne_td3_hyperparams(
     :param prune: prune dormant neurons (False: NE Fig. 3 "w/o pruning" on TD3; NE Table 4's "w/o prune" is NE-DrQ
         on DMC pixels, ``ne_drq_pixels.py`` with ``prune: False``).
     :param networks: networks that grow (``("actor",)`` or ``("critic",)``: NE Fig. 9b); None: both.
-    :param growth: ``"gradient"`` or ``"random"`` (NE Fig. 2-3's naive growth).
+    :param growth: ``"gradient"`` or ``"random"`` (NE Fig. 3's random growth).
+    :param extra_layers: the network of :func:`scaled_net_arch` (NE Fig. 2 and 14; 0: Table 1's (256, 128)).
     """
     out = {}
     for env_id, (interval, rate, omega, floor) in NE_TASKS.items():
@@ -180,7 +287,7 @@ def ne_td3_hyperparams(
             ne_kwargs["networks"] = list(networks)
         if growth != "gradient":
             ne_kwargs["growth"] = growth
-        policy_kwargs = dict(net_arch=[256, 128], initial_density=0.25)
+        policy_kwargs = dict(net_arch=scaled_net_arch(extra_layers), initial_density=0.25)
         hyperparams: dict[str, Any] = dict(
             ne_paper_td3(),
             policy="sb3_plasticity.MaskedTD3Policy",  # rl_zoo3 needs a dotted string, even in .py configs

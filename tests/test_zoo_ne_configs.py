@@ -41,7 +41,10 @@ def read_config(path: Path) -> dict:
 
 
 def test_every_ne_config_is_listed():
-    assert {p.name for p in ZOO.glob("ne_*.py")} == {*VARIANTS, "ne_drq_pixels.py", "ne_td3_continual.py", "ne_td3_heatmap.py"}
+    # the size and combination configs are tested in test_ne_growth_modes.py
+    others = {"ne_drq_pixels.py", "ne_td3_continual.py", "ne_td3_heatmap.py"}
+    others |= {"ne_td3_ln.py", "ne_td3_redo.py", "ne_td3_reset.py"}
+    assert {p.name for p in ZOO.glob("ne_*.py")} == {*VARIANTS, *others, *(f"ne_td3_scale{n}.py" for n in (1, 2, 3))}
 
 
 @pytest.mark.parametrize("name", sorted(VARIANTS))

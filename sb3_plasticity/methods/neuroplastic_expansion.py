@@ -14,13 +14,16 @@ from sb3_plasticity.buffers import ExperienceReviewBuffer
 from sb3_plasticity.capture import Capture
 from sb3_plasticity.methods.base import PlasticityCallback, check_nonnegative, check_positive_int, check_range
 from sb3_plasticity.metrics import dormant_mask
+from sb3_plasticity.networks import LayerNormTD3Policy
 from sb3_plasticity.neurons import NeuronGroup
+from sb3_plasticity.policies import _MaskedOffPolicy
 from sb3_plasticity.surgery import release_fresh_steps, reset_neurons, reset_optimizer_entries
 from sb3_plasticity.topology import (
+    GROWTH_SCHEDULES,
     MaskedLinear,
     WeightClip,
-    cosine_grow_rate,
     grow_connections,
+    grow_rate_at,
     masked_connections_per_neuron,
     masked_layers,
     prune_neurons,
@@ -28,7 +31,13 @@ from sb3_plasticity.topology import (
     truncate_prune,
 )
 
-__all__ = ["REVIEW_METRICS", "NECallback", "NeuroplasticExpansionCallback", "pooled_active_ratio"]
+__all__ = [
+    "REVIEW_METRICS",
+    "MaskedLayerNormTD3Policy",
+    "NECallback",
+    "NeuroplasticExpansionCallback",
+    "pooled_active_ratio",
+]
 
 GROWTH = ("gradient", "random")
 CLIP_SCOPES = ("grown", "all")
@@ -158,6 +167,20 @@ class NeuroplasticExpansionCallback(PlasticityCallback):
         ``active_ratio`` this callback logs): ``"per_sample"`` (default; NE Eq. 1 and the official code: the fraction
         of (sample, neuron) pairs with output > 0) or ``"any_sample"`` (the fraction of neurons with output > 0 on
         at least one sample of the batch). See :func:`pooled_active_ratio`.
+    :param schedule: how ``rate_t`` decays over the events (NE App. F.5, Table 11; :func:`~sb3_plasticity.topology.
+        grow_rate_at`): ``"cosine"`` (default, NE Sec. 3.2), ``"uniform"`` (``rate_0`` at every event) or
+        ``"warm_decay"`` (``rate_0 * (1 - t / T_end)``, linear).
+    :param initial_neurons: keep only this fraction of each hidden layer's neurons of the grown networks at the start,
+        chosen uniformly at random (``round(fraction * n)`` per layer): every maskable connection of the others is
+        removed, as a pruned neuron's (NE Sec. 3.1's naive growth starts from 20% of the neurons). Applied once, at
+        the start of the first ``learn()`` (``num_timesteps == 0``), on top of the policy's masks: use a masked policy
+        with ``initial_density=1.0`` and ``dense_first_last=False`` for a network of whole neurons. None (default):
+        the policy's masks as they are.
+    :param compose: run beside another weight-changing callback (ReDo, Reset, ...) on the same networks (NE earlier
+        version, App. C). NE then does not claim the networks' neurons (the other callback does: the base class
+        allows one claim per network), owns the masks alone and re-applies them (zeroes the stored weights of masked
+        connections) at the end of every rollout, before the next training pass, whatever the other callback wrote.
+        See docs/methods.md, "NE combined with LN, ReDo or Reset".
     :param verbose: 0 silent, 1 prints each event.
     """
 
@@ -182,9 +205,23 @@ class NeuroplasticExpansionCallback(PlasticityCallback):
         clip_bound: str = "fan_in",
         reset_optimizer: bool = False,
         review_metric: str = "per_sample",
+        schedule: str = "cosine",
+        initial_neurons: float | None = None,
+        compose: bool = False,
         verbose: int = 0,
     ) -> None:
         super().__init__(networks, verbose)
+        if schedule not in GROWTH_SCHEDULES:
+            raise ValueError(f"schedule must be one of {GROWTH_SCHEDULES}, got {schedule!r}")
+        self.schedule = schedule
+        self.initial_neurons = (
+            None if initial_neurons is None else check_range("initial_neurons", initial_neurons, 0.0, 1.0, low_open=True)
+        )
+        if not isinstance(compose, bool):
+            raise ValueError(f"compose must be True or False, got {compose!r}")
+        self.compose = compose
+        # the base class lets one callback claim a network's neurons; composed, NE leaves the claim to the other method
+        self.claims_neurons = not compose  # type: ignore[misc]
         self.grow_interval = check_positive_int("grow_interval", grow_interval)
         if isinstance(grow_rate, dict):
             if not grow_rate:
@@ -257,9 +294,9 @@ class NeuroplasticExpansionCallback(PlasticityCallback):
         self._event_log[f"{network}/pruned_neurons"] = pruned_neurons
 
     def rate(self, network: str) -> float:
-        """``rate_t`` of ``network`` at the current event (NE Sec. 3.2)."""
+        """``rate_t`` of ``network`` at the current event (NE Sec. 3.2; ``schedule``)."""
         rate_0 = self.grow_rate[network] if isinstance(self.grow_rate, dict) else self.grow_rate
-        return cosine_grow_rate(rate_0, self._event_step, self.t_end)
+        return grow_rate_at(self.schedule, rate_0, self._event_step, self.t_end)
 
     def grow_scores(self, layer: MaskedLinear) -> th.Tensor:
         """``|dL/dW|`` of the recorded pass (gradient growth) or uniform noise (random growth)."""
@@ -300,6 +337,8 @@ class NeuroplasticExpansionCallback(PlasticityCallback):
             if not masked[net]:
                 raise ValueError(f"networks={self.networks!r}: network {net!r} has no masked layer to grow")
         self.masked = {net: masked[net] for net in names}
+        if self.initial_neurons is not None and self.model.num_timesteps == 0:
+            self._keep_initial_neurons()
         if isinstance(self.grow_rate, dict) and set(self.grow_rate) != set(names):
             raise ValueError(
                 f"grow_rate={self.grow_rate!r} must give a rate for exactly the networks that grow, {sorted(names)!r}"
@@ -331,6 +370,27 @@ class NeuroplasticExpansionCallback(PlasticityCallback):
         # which active-neuron ratio the logs show and epsilon is made of: a text TensorBoard shows (Text tab)
         self.logger.record(f"plasticity/{self.method}/review_metric", self.review_metric, exclude=("stdout", "log"))
         self.dump()
+
+    @th.no_grad()
+    def _keep_initial_neurons(self) -> None:
+        """Remove the maskable connections of all but ``initial_neurons`` of each hidden layer's neurons (chosen
+        uniformly at random) in the grown networks, then give the target networks the online masks."""
+        for network in self.masked:
+            for group in self.groups(network):
+                keep = round(self.initial_neurons * group.n_neurons)
+                drop = th.randperm(group.n_neurons)[keep:]
+                prune_neurons(group, th.sort(drop).values)
+            for online, target in self._twins(network):
+                sync_masks(online, target)
+
+    def remask(self) -> None:
+        """Zero the stored weights of every masked connection of the grown networks (and their targets)."""
+        for network, layers in self.masked.items():
+            for _, layer in layers:
+                layer.apply_mask()
+            for _online, target in self._twins(network):
+                for _, layer in masked_layers(target):
+                    layer.apply_mask()
 
     def _masked_layers(self, network: str) -> list[tuple[str, MaskedLinear]]:
         # named as the neuron model names them (a group's producer, or a consumer such as an output layer)
@@ -392,6 +452,11 @@ class NeuroplasticExpansionCallback(PlasticityCallback):
 
     def _on_rollout_start(self) -> None:
         self._collect()  # PPO/A2C: train() ran since the last step
+
+    def _on_rollout_end(self) -> None:
+        if self.compose:
+            # after every callback's _on_step of the rollout (another method's event among them), before train()
+            self.remask()
 
     def _start_event(self, step: int) -> None:
         self._event_step = step
@@ -571,3 +636,15 @@ class NeuroplasticExpansionCallback(PlasticityCallback):
 
 
 NECallback = NeuroplasticExpansionCallback
+
+
+class MaskedLayerNormTD3Policy(_MaskedOffPolicy, LayerNormTD3Policy):
+    """:class:`~sb3_plasticity.LayerNormTD3Policy` (``Linear -> LayerNorm -> activation`` in every hidden layer of the
+    actor and of each Q-network) with the maskable hidden layers of :class:`~sb3_plasticity.MaskedTD3Policy`: NE with
+    LayerNorm (NE earlier version, App. C). Takes the kwargs of both. The norms are dense (never masked); a neuron
+    without connections still enters its layer's norm statistics with its pre-activation, its bias.
+    """
+
+    actor_part = "mu"
+    actor_output_after = False
+    actor_output_inside = True
