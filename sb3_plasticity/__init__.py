@@ -54,6 +54,7 @@ from sb3_plasticity.methods import (
     inject_heads,
 )
 from sb3_plasticity.methods.neuroplastic_expansion import MaskedLayerNormTD3Policy
+from sb3_plasticity.methods.score_pruning import ScorePruningCallback
 from sb3_plasticity.networks import (
     BroNet,
     BroNetBlock,
@@ -88,6 +89,7 @@ from sb3_plasticity.policies import (
     MaskedSACPolicy,
     MaskedTD3Policy,
 )
+from sb3_plasticity.resnet_policies import ResidualBlock, ResNetMlp, ResNetSACPolicy
 from sb3_plasticity.surgery import (
     reinitialize_incoming,
     reset_layer,
@@ -172,7 +174,11 @@ __all__ = [
     "RandomShiftMixin",
     "ReBornCallback",
     "ReDoCallback",
+    "ResNetMlp",
+    "ResNetSACPolicy",
     "ResetCallback",
+    "ResidualBlock",
+    "ScorePruningCallback",
     "ShrinkPerturbCallback",
     "Stage",
     "TaskHeads",
