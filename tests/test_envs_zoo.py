@@ -49,7 +49,11 @@ def test_continual_config_is_ne_td3_on_the_continual_env():
     assert hp.pop("env_kwargs") == {"episodes_per_task": 1000, "cycles": 3}  # NE Sec. 4.2
     assert hp.pop("n_timesteps") == 1.2e7
     assert hp.pop("policy") == "sb3_plasticity.MultiHeadTD3Policy"  # one output head per task (Sec. 4.2)
-    assert hp == {k: v for k, v in td3.items() if k not in ("n_timesteps", "policy")}
+    # td3.yml's callbacks plus an evaluation per task (PhaseEvalCallback follows the training env's phase)
+    *callbacks, phase_eval = hp.pop("callback")
+    assert callbacks == td3["callback"]
+    assert next(iter(phase_eval)) == "sb3_plasticity.PhaseEvalCallback"
+    assert hp == {k: v for k, v in td3.items() if k not in ("n_timesteps", "policy", "callback")}
 
 
 def test_drq_py_config():
