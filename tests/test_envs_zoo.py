@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import gymnasium as gym
+import pytest
 import rl_zoo3.exp_manager
 import yaml
 from helpers import logged_networks, read_scalars, zoo_train
@@ -88,6 +89,7 @@ def scaled_down_p3o(tmp_path: Path) -> Path:
     return out
 
 
+@pytest.mark.slow  # rl-zoo end to end in a subprocess (or a long learn): the slow set
 def test_zoo_trains_p3o_on_cycle_friction(tmp_path):
     zoo_train("ppo", "sb3_plasticity/CycleFrictionHopper-v0", scaled_down_p3o(tmp_path), tmp_path, 384)
     scalars = read_scalars(tmp_path / "tb")
@@ -96,6 +98,7 @@ def test_zoo_trains_p3o_on_cycle_friction(tmp_path):
     assert (tmp_path / "logs" / "ppo" / "sb3_plasticity-CycleFrictionHopper-v0_1").is_dir()
 
 
+@pytest.mark.slow  # rl-zoo end to end in a subprocess (or a long learn): the slow set
 def test_zoo_trains_td3_on_continual_mujoco_in_a_subprocess_env(tmp_path):
     zoo_train(
         "td3",
@@ -113,6 +116,7 @@ def test_zoo_trains_td3_on_continual_mujoco_in_a_subprocess_env(tmp_path):
     assert lengths and lengths[-1][1] <= 20
 
 
+@pytest.mark.slow  # rl-zoo end to end in a subprocess (or a long learn): the slow set
 def test_zoo_trains_drq_on_dmc_pixels(tmp_path):
     # 150 rendered agent steps (300 frames), 25 updates on small batches: about 10 s
     zoo_train(

@@ -538,6 +538,7 @@ def test_bad_input():
         one_hidden.learn(10, callback=NECallback(networks="actor"))
 
 
+@pytest.mark.slow  # rl-zoo end to end in a subprocess (or a long learn): the slow set
 def test_ne_td3_learns_pendulum():
     """NE-TD3 with a small grow_interval: density grows as scheduled and the return improves over the run."""
     model = TD3(

@@ -68,6 +68,7 @@ def test_monitor_configs_attach_the_monitor(conf, env_id):
     assert monitor.log_freq == 1000
 
 
+@pytest.mark.slow  # rl-zoo end to end in a subprocess (or a long learn): the slow set
 @pytest.mark.parametrize(
     "conf, env_id, algo, extra, networks",
     [

@@ -124,6 +124,7 @@ def optimizer_lrs(model) -> dict[str, list[float]]:
     return {net: [g["lr"] for g in getattr(model.policy, net).optimizer.param_groups] for net in ("actor", "critic")}
 
 
+@pytest.mark.slow  # rl-zoo end to end in a subprocess (or a long learn): the slow set
 @pytest.mark.parametrize("conf", sorted(METHOD_CONFIGS))
 def test_zoo_run(tmp_path, conf):
     algo, method, _, lrs, net_arch = METHOD_CONFIGS[conf]
@@ -145,6 +146,7 @@ def test_zoo_run(tmp_path, conf):
     assert model.policy_kwargs["net_arch"] == net_arch
 
 
+@pytest.mark.slow  # rl-zoo end to end in a subprocess (or a long learn): the slow set
 def test_td3_saved_actor_lr_after_odd_update_count(tmp_path):
     # 401 steps with learning_starts 100: 301 updates, the last one without an actor step.
     model = train_and_load("td3", ZOO / "neuroplastic_expansion/td3.yml", tmp_path, N_STEPS + 1, ("learning_rate:1e-3",))

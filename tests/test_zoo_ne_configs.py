@@ -101,6 +101,7 @@ def fast_copy(name: str, tmp_path: Path) -> Path:
     return fast_conf(ZOO / name, tmp_path, {"grow_interval": 100, "log_freq": 100})
 
 
+@pytest.mark.slow  # rl-zoo end to end in a subprocess (or a long learn): the slow set
 @pytest.mark.parametrize("name", sorted(VARIANTS))
 def test_zoo_run(name, tmp_path):
     env = "HalfCheetah-v5"
@@ -165,6 +166,7 @@ def test_drq_settings_follow_table_3():
     assert drq == str(10**6)
 
 
+@pytest.mark.slow  # rl-zoo end to end in a subprocess (or a long learn): the slow set
 def test_ne_drq_zoo_run(tmp_path):
     conf = fast_conf(
         NE_DRQ,
@@ -185,6 +187,7 @@ def test_ne_drq_zoo_run(tmp_path):
 NE_CONTINUAL = ZOO / "ne_td3_continual.py"
 
 
+@pytest.mark.slow  # rl-zoo end to end in a subprocess (or a long learn): the slow set
 def test_ne_continual_config_and_zoo_run(tmp_path):
     (hp,) = read_config(NE_CONTINUAL).values()
     assert hp["policy"] == "sb3_plasticity.MaskedMultiHeadTD3Policy"

@@ -99,6 +99,7 @@ def scaled_down(conf: str, tmp_path: Path) -> Path:
     return out
 
 
+@pytest.mark.slow  # rl-zoo end to end in a subprocess (or a long learn): the slow set
 @pytest.mark.parametrize("conf", sorted(CONFIGS))
 def test_zoo_run(tmp_path, conf):
     algo, sbp, _ = CONFIGS[conf]

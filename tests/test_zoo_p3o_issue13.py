@@ -130,6 +130,7 @@ def test_every_config_is_listed():
     assert issue13 == set(CONFIGS)
 
 
+@pytest.mark.slow  # rl-zoo end to end in a subprocess (or a long learn): the slow set
 @pytest.mark.parametrize("conf", params())
 def test_zoo_run(tmp_path, conf):
     algo, env_id, kind = CONFIGS[conf]
