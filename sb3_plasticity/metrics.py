@@ -16,7 +16,8 @@ Definitions (``E`` is the mean over the batch, and over spatial positions for co
   neurons whose output is 0 on the whole batch).
 - **GraMa inactive** neuron (GraMa paper, Eq. 2): the same normalisation applied to ``E|dL/dz_i|``,
   inactive when ``G_i <= tau``. For a ReLU MLP a neuron dead on the batch has ``G_i = 0`` (Theorem 1).
-- **active** neuron (NE paper, Eq. 1): ``h_i(x) > 0`` for at least one input of the batch.
+- **active** neuron: ``h_i(x) > 0`` for at least one input of the batch (NE's activated-neuron ratio at the batch
+  level; NE Eq. 1 as the official code computes it is the per-sample fraction, :func:`active_ratio_per_sample`).
   ``active_ratio_per_sample`` is the variant the official NE code logs: the fraction of
   (sample, neuron) pairs with ``h > 0`` (for conv neurons, a channel is active on a sample when any
   position is > 0).
@@ -128,14 +129,15 @@ def grama_inactive_ratio(grad: th.Tensor, tau: float = 0.0, alive: th.Tensor | N
 
 
 def active_mask(h: th.Tensor) -> th.Tensor:
-    """Neurons with output > 0 on at least one sample (NE Eq. 1), bool ``(neurons,)``."""
+    """Neurons with output > 0 on at least one sample, bool ``(neurons,)``."""
     if h.dim() == 2:  # (batch, neurons): one reduction, no transposed copy (NE measures this every training pass)
         return h.amax(dim=0) > 0
     return (_per_neuron(h) > 0).any(dim=1)
 
 
 def active_ratio(h: th.Tensor, alive: th.Tensor | None = None) -> float:
-    """Fraction of alive neurons that are active (NE Eq. 1, tau = 0)."""
+    """Fraction of alive neurons that are active on at least one sample (tau = 0; the per-sample fraction of NE Eq. 1
+    is :func:`active_ratio_per_sample`)."""
     return _ratio(active_mask(h), alive)
 
 
