@@ -1,7 +1,16 @@
 """sb3-plasticity: plasticity-loss methods of deep RL as drop-in parts of Stable-Baselines3.
 
-Everything a user needs is importable from here.
+Everything a user needs is importable from here. The import is light: it needs only the core dependencies and
+never imports MuJoCo, dm_control, rl_zoo3 or sb3-contrib. The names that need one of them (:data:`LAZY_NAMES`) load
+their module on first access, and raise an ``ImportError`` naming the extra to install when it is missing (see
+:mod:`sb3_plasticity.extras`). Importing the package registers its env ids with Gymnasium (entry points are strings,
+so no env module is loaded before an env is made), which is what ``--gym-packages sb3_plasticity`` relies on.
 """
+
+from __future__ import annotations
+
+import importlib.util
+from typing import Any
 
 from sb3_plasticity.algos import DACER, DACERPolicy, DrQV2, DrQV2Policy, MaskedDrQV2Policy
 from sb3_plasticity.algos.drqv2_policies import LayerNormDrQV2Policy
@@ -28,8 +37,8 @@ from sb3_plasticity.envs import (  # importing it registers the env ids with Gym
     register_envs,
 )
 from sb3_plasticity.envs.continual import ContinualMuJoCoEnv
-from sb3_plasticity.envs.cycle_friction import CycleFrictionMixin, make_cycle_friction_env
 from sb3_plasticity.envs.dmc import DMCEnv
+from sb3_plasticity.extras import MissingExtraError, missing_modules
 from sb3_plasticity.methods import (
     CBPCallback,
     CycleResetDistillCallback,
@@ -119,7 +128,6 @@ __all__ = [
     "Consumer",
     "ContinualConfig",
     "ContinualMuJoCoEnv",
-    "CycleFrictionMixin",
     "CycleResetDistillCallback",
     "DACERPolicy",
     "DMCEnv",
@@ -150,6 +158,7 @@ __all__ = [
     "MaskedMultiHeadTD3Policy",
     "MaskedSACPolicy",
     "MaskedTD3Policy",
+    "MissingExtraError",
     "MultiHeadMlp",
     "MultiHeadSACActor",
     "MultiHeadSACPolicy",
@@ -190,7 +199,6 @@ __all__ = [
     "discover",
     "dmc_env_id",
     "inject_heads",
-    "make_cycle_friction_env",
     "probe",
     "prune_and_evaluate",
     "random_shift",
@@ -208,3 +216,54 @@ __all__ = [
     "zero_outgoing",
     "zoo_class",
 ]
+
+# Names loaded on first access: name -> (module, the extra its module needs, or None when it needs only the core).
+LAZY_NAMES: dict[str, tuple[str, str | None]] = {
+    # Gymnasium's MuJoCo envs are the base classes, so the module imports MuJoCo
+    "CycleFrictionMixin": ("sb3_plasticity.envs.cycle_friction", "mujoco"),
+    "make_cycle_friction_env": ("sb3_plasticity.envs.cycle_friction", "mujoco"),
+    # masked policies of sb3-contrib's TQC (and SB3's DQN, in the same module)
+    "MaskedTQCPolicy": ("sb3_plasticity.masked_contrib", "contrib"),
+    "MaskedDQNPolicy": ("sb3_plasticity.masked_contrib", "contrib"),
+    # policy adapters: core only, loaded lazily to keep the import of this package light
+    "PolicyAdapter": ("sb3_plasticity.adapters", None),
+    "register_adapter": ("sb3_plasticity.adapters", None),
+    "adapter_for": ("sb3_plasticity.adapters", None),
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Load a name of :data:`LAZY_NAMES` (PEP 562); a missing extra raises :class:`MissingExtraError` naming it."""
+    if name not in LAZY_NAMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module_name, extra = LAZY_NAMES[name]
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        missing = missing_modules(extra) if extra is not None else []
+        if missing:
+            raise MissingExtraError(extra, f"sb3_plasticity.{name}", missing) from exc
+        raise
+    value = getattr(module, name)
+    globals()[name] = value  # later accesses skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    """Every public name, the lazy ones included (whether or not their extra is installed)."""
+    return sorted(set(globals()) | set(LAZY_NAMES))
+
+
+def _loadable(module_name: str, extra: str | None) -> bool:
+    """Whether ``module_name`` exists and its extra is installed, found without importing either."""
+    if extra is not None and missing_modules(extra):
+        return False
+    try:
+        return importlib.util.find_spec(module_name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+# ``from sb3_plasticity import *`` takes the eager names and the lazy names that can load here, so it never fails on
+# a missing extra; __dir__ and LAZY_NAMES list them all.
+__all__ += [name for name, (module, extra) in LAZY_NAMES.items() if _loadable(module, extra)]

@@ -48,6 +48,7 @@ import numpy as np
 from gymnasium import spaces
 
 from sb3_plasticity.envs.base import check_phase_index
+from sb3_plasticity.extras import require_extra
 
 __all__ = ["CONTINUAL_MUJOCO_TASKS", "ContinualMuJoCoEnv"]
 
@@ -100,6 +101,7 @@ class ContinualMuJoCoEnv(gym.Env):
         # one env per distinct task, in order of first appearance (= the one-hot index)
         self.task_names: tuple[str, ...] = tuple(dict.fromkeys(self.tasks))
         self.n_tasks = len(self.task_names)
+        require_extra("mujoco", "sb3_plasticity/ContinualMuJoCo-v0 (its tasks are Gymnasium's MuJoCo envs)")
         self._envs = [
             gym.make(
                 CONTINUAL_MUJOCO_TASKS[name],

@@ -41,16 +41,25 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
-from gymnasium.envs.mujoco.ant_v5 import AntEnv
-from gymnasium.envs.mujoco.half_cheetah_v5 import HalfCheetahEnv
-from gymnasium.envs.mujoco.hopper_v5 import HopperEnv
-from gymnasium.envs.mujoco.humanoid_v5 import HumanoidEnv
-from gymnasium.envs.mujoco.humanoidstandup_v5 import HumanoidStandupEnv
-from gymnasium.envs.mujoco.mujoco_env import MujocoEnv
-from gymnasium.envs.mujoco.walker2d_v5 import Walker2dEnv
+from gymnasium.error import DependencyNotInstalled
 from gymnasium.utils import EzPickle
 
 from sb3_plasticity.envs.base import check_phase_index
+from sb3_plasticity.extras import require_extra
+
+# This module imports MuJoCo (the v5 envs are the base classes); `import sb3_plasticity` does not import it: the
+# env ids name it as a string entry point, and the package's CycleFrictionMixin is a lazy name.
+try:
+    from gymnasium.envs.mujoco.ant_v5 import AntEnv
+    from gymnasium.envs.mujoco.half_cheetah_v5 import HalfCheetahEnv
+    from gymnasium.envs.mujoco.hopper_v5 import HopperEnv
+    from gymnasium.envs.mujoco.humanoid_v5 import HumanoidEnv
+    from gymnasium.envs.mujoco.humanoidstandup_v5 import HumanoidStandupEnv
+    from gymnasium.envs.mujoco.mujoco_env import MujocoEnv
+    from gymnasium.envs.mujoco.walker2d_v5 import Walker2dEnv
+except (ImportError, DependencyNotInstalled):
+    require_extra("mujoco", "the Cycle Friction envs (sb3_plasticity.envs.cycle_friction)")  # raises, naming it
+    raise
 
 __all__ = [
     "CYCLE_FRICTION_ENVS",

@@ -33,6 +33,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from sb3_plasticity.extras import require_extra
+
 __all__ = ["DMC_TASKS", "DMCEnv", "dmc_env_id", "register_dmc"]
 
 # The DMC tasks of the three papers (each registered as a state and a pixel id):
@@ -73,6 +75,7 @@ _default_to_headless_gl()  # before anything imports dm_control, which reads it 
 
 def _import_suite():
     """``dm_control.suite``, imported when the first env is made (registering the ids does not need it)."""
+    require_extra("dmc", "the DeepMind Control envs (sb3_plasticity.envs.dmc)")
     from dm_control import suite
 
     return suite
