@@ -6,7 +6,8 @@ from collections.abc import Sequence
 
 from sb3_plasticity.analysis.scores import NeuronScores, scores_from_records
 from sb3_plasticity.capture import Capture
-from sb3_plasticity.methods.base import PlasticityCallback, check_positive_int
+from sb3_plasticity.checks import check_positive_int
+from sb3_plasticity.methods.base import PlasticityCallback
 
 __all__ = ["TrainingPassAnalysisCallback"]
 
@@ -27,7 +28,7 @@ class TrainingPassAnalysisCallback(PlasticityCallback):
 
     def __init__(self, freq: int, networks: str | Sequence[str] | None = None, verbose: int = 0) -> None:
         super().__init__(networks, verbose)
-        self.freq = check_positive_int("freq", freq)
+        self.freq = check_positive_int("freq", freq, unit="env steps")
         self.capture: Capture | None = None
         self._next_event = 0
         self.n_events = 0

@@ -23,7 +23,7 @@ import torch as th
 
 from sb3_plasticity.analysis.base import TrainingPassAnalysisCallback
 from sb3_plasticity.analysis.scores import NeuronScores, network_scores
-from sb3_plasticity.methods.base import check_nonnegative, check_positive_int
+from sb3_plasticity.checks import check_choice, check_nonnegative, check_positive_int
 
 __all__ = [
     "IrreversibilityCallback",
@@ -56,9 +56,7 @@ class IrreversibilityTracker:
     def __init__(self, tau: float = 0.0095, n_neurons: int = 1000, sample: str = "inactive", seed: int = 0) -> None:
         self.tau = check_nonnegative("tau", tau)
         self.n_neurons = check_positive_int("n_neurons", n_neurons)
-        if sample not in SAMPLES:
-            raise ValueError(f"sample must be one of {SAMPLES}, got {sample!r}")
-        self.sample = sample
+        self.sample = check_choice("sample", sample, SAMPLES)
         self.seed = int(seed)
         self.indices: th.Tensor | None = None
         self.always_inactive: th.Tensor | None = None
@@ -163,12 +161,10 @@ class IrreversibilityCallback(TrainingPassAnalysisCallback):
         histogram: bool = True,
         verbose: int = 0,
     ) -> None:
-        super().__init__(check_positive_int("check_freq", check_freq), networks, verbose)
+        super().__init__(check_positive_int("check_freq", check_freq, unit="env steps"), networks, verbose)
         self.tau = check_nonnegative("tau", tau)
         self.n_neurons = check_positive_int("n_neurons", n_neurons)
-        if sample not in SAMPLES:
-            raise ValueError(f"sample must be one of {SAMPLES}, got {sample!r}")
-        self.sample = sample
+        self.sample = check_choice("sample", sample, SAMPLES)
         self.sample_at = int(check_nonnegative("sample_at", sample_at))
         self.seed = int(seed)
         self.histogram = bool(histogram)

@@ -19,6 +19,7 @@ import numpy as np
 import torch as th
 
 from sb3_plasticity.analysis.scores import NeuronScores, acting_networks, activation_scores, training_pass_scores
+from sb3_plasticity.checks import check_choice, check_fraction, check_nonnegative, check_positive_int
 from sb3_plasticity.metrics import lowest
 from sb3_plasticity.neurons import NeuronGroup, discover
 
@@ -64,14 +65,12 @@ def flagged_neurons(
     :param fraction: instead of ``tau``, flag the ``floor(fraction * n)`` lowest-scoring of each layer's ``n``
         neurons (ties by index), so that both criteria remove as many neurons.
     """
-    if score not in DEFAULT_TAU:
-        raise ValueError(f"score must be 'grama' or 'redo', got {score!r}")
+    check_choice("score", score, ("grama", "redo"))
     if tau is not None and fraction is not None:
         raise ValueError(f"give tau ({tau}) or fraction ({fraction}), not both")
-    if fraction is not None and not 0 < fraction <= 1:
-        raise ValueError(f"fraction must be in (0, 1], got {fraction!r}")
-    if tau is not None and tau < 0:
-        raise ValueError(f"tau must be >= 0, got {tau!r}")
+    check_fraction("fraction", fraction)
+    if tau is not None:
+        check_nonnegative("tau", tau)
     tau = DEFAULT_TAU[score] if tau is None and fraction is None else tau
     out = {}
     for s in scores:
@@ -169,8 +168,7 @@ def prune_and_evaluate(
     neurons = discover(model)
     names = acting_networks(neurons) if networks is None else ([networks] if isinstance(networks, str) else list(networks))
     neurons.check_networks(names)
-    if n_eval_episodes <= 0:
-        raise ValueError(f"n_eval_episodes must be a positive integer, got {n_eval_episodes!r}")
+    check_positive_int("n_eval_episodes", n_eval_episodes)
     if scores is None:
         if score == "grama":
             scores = training_pass_scores(model, names, neurons=neurons)

@@ -31,7 +31,7 @@ import torch as th
 
 from sb3_plasticity.analysis.base import TrainingPassAnalysisCallback
 from sb3_plasticity.analysis.scores import NeuronScores, network_scores
-from sb3_plasticity.methods.base import check_fraction, check_nonnegative, check_positive_int
+from sb3_plasticity.checks import check_fraction, check_nonnegative, check_positive_int
 
 __all__ = [
     "QUADRANTS",
@@ -206,7 +206,7 @@ class QuadrantAnalysisCallback(TrainingPassAnalysisCallback):
         self.grama_tau = check_nonnegative("grama_tau", grama_tau)
         self.top = check_fraction("top", top, allow_none=False)
         self.per_layer = bool(per_layer)
-        self.save_steps = sorted(check_positive_int("save_steps", int(s)) for s in save_steps)
+        self.save_steps = sorted(check_positive_int("save_steps", int(s), unit="env steps") for s in save_steps)
         self.save_dir = save_dir
         self.saved: list[Path] = []
         self.reports: dict[str, QuadrantReport] = {}  # of the last event

@@ -1,10 +1,13 @@
-"""Shared plumbing of the package's callbacks: neuron discovery at training start, argument checks and logging."""
+"""Shared plumbing of the package's callbacks: neuron discovery at training start, claims and logging.
+
+The argument checks live in :mod:`sb3_plasticity.checks`; ``check_range`` and its siblings are re-exported here for
+code that imports them from this module.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import math
 import warnings
 import weakref
 from collections.abc import Callable, Iterator, Sequence
@@ -14,6 +17,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from torch.utils.hooks import RemovableHandle
 
 from sb3_plasticity.capture import Capture
+from sb3_plasticity.checks import check_fraction, check_nonnegative, check_positive_int, check_range
 from sb3_plasticity.neurons import NeuronGroup, NeuronModel, discover
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -31,42 +35,6 @@ __all__ = [
 # SB3's stdout/log writers truncate keys to 36 characters and raise when two truncate alike; our per-layer
 # keys are long, so they go to TensorBoard, CSV and JSON only.
 _EXCLUDE = ("stdout", "log")
-
-
-def check_positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{name} must be a positive integer (env steps), got {value!r}")
-    return value
-
-
-def check_range(
-    name: str,
-    value: object,
-    low: float = -math.inf,
-    high: float = math.inf,
-    low_open: bool = False,
-    high_open: bool = False,
-    integer: bool = False,
-) -> float:
-    """A number (an int when ``integer``) in the interval from ``low`` to ``high``, open on the sides asked."""
-    ok = isinstance(value, int if integer else (int, float)) and not isinstance(value, bool)
-    if ok:
-        ok = (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
-    if not ok:
-        interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
-        raise ValueError(f"{name} must be {'an integer' if integer else 'a number'} in {interval}, got {value!r}")
-    return value if integer else float(value)
-
-
-def check_nonnegative(name: str, value: object) -> float:
-    return check_range(name, value, 0.0)
-
-
-def check_fraction(name: str, value: object, allow_none: bool = True) -> float | None:
-    """A fraction in (0, 1], or None when allowed."""
-    if value is None and allow_none:
-        return None
-    return check_range(name, value, 0.0, 1.0, low_open=True)
 
 
 # Which callback changes the neurons of which network, per model and learn() call.

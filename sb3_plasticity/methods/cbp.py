@@ -10,7 +10,7 @@ from typing import Any
 import torch as th
 
 from sb3_plasticity.capture import Capture, GroupRecord, is_finite
-from sb3_plasticity.methods.base import check_positive_int, check_range
+from sb3_plasticity.checks import check_positive_int, check_probability, check_range
 from sb3_plasticity.methods.intervention import InterventionCallback
 from sb3_plasticity.methods.neuron_reset import ResetTracker
 from sb3_plasticity.metrics import contribution_utility, outgoing_magnitude
@@ -126,13 +126,15 @@ class CBPCallback(InterventionCallback):
         log_reset_proportion: bool = False,
     ) -> None:
         super().__init__(log_freq, networks, dormant_tau, probe_batch_size, verbose, freq_name="log_freq")
-        self.replace_every = None if replace_every is None else check_positive_int("replace_every", replace_every)
+        self.replace_every = (
+            None if replace_every is None else check_positive_int("replace_every", replace_every, unit="updates")
+        )
         self.log_reset_proportion = bool(log_reset_proportion)
         self.tracker = ResetTracker()
-        self.replacement_rate = check_range("replacement_rate", replacement_rate, 0.0, 1.0)
+        self.replacement_rate = check_probability("replacement_rate", replacement_rate)
         self.maturity_threshold = check_range("maturity_threshold", maturity_threshold, 0, integer=True)
         self.decay_rate = check_range("decay_rate", decay_rate, 0.0, 1.0, high_open=True)
-        self.log_freq = check_positive_int("log_freq", log_freq)
+        self.log_freq = check_positive_int("log_freq", log_freq, unit="env steps")
         self.states: dict[str, CBPLayerState] = {}
         self.capture: _UpdatePassCapture | None = None
         self._step_handles: list = []

@@ -8,7 +8,8 @@ from typing import Any, ClassVar, TypeVar
 import torch as th
 
 from sb3_plasticity.capture import Capture, buffer_ready, probe
-from sb3_plasticity.methods.base import PlasticityCallback, check_nonnegative, check_positive_int
+from sb3_plasticity.checks import check_nonnegative, check_positive_int
+from sb3_plasticity.methods.base import PlasticityCallback
 from sb3_plasticity.methods.drift import PolicyProbe
 from sb3_plasticity.metrics import dormant_mask
 
@@ -59,7 +60,7 @@ class InterventionCallback(PlasticityCallback):
         freq_name: str = "reset_freq",
     ) -> None:
         super().__init__(networks, verbose)
-        self.freq = check_positive_int(freq_name, freq)
+        self.freq = check_positive_int(freq_name, freq, unit="env steps")
         self.freq_name = freq_name
         self.dormant_tau = check_nonnegative("dormant_tau", dormant_tau)
         self.probe_batch_size = check_positive_int("probe_batch_size", probe_batch_size)

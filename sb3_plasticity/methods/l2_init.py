@@ -9,7 +9,8 @@ from typing import Any
 import torch as th
 from torch import nn
 
-from sb3_plasticity.methods.base import PlasticityCallback, check_positive_int, check_range
+from sb3_plasticity.checks import check_positive_int, check_range
+from sb3_plasticity.methods.base import PlasticityCallback
 
 __all__ = ["L2InitCallback"]
 
@@ -59,7 +60,7 @@ class L2InitCallback(PlasticityCallback):
     ) -> None:
         super().__init__(networks, verbose)
         self.lam = check_range("lam", lam, 0.0, low_open=True)
-        self.log_freq = check_positive_int("log_freq", log_freq)
+        self.log_freq = check_positive_int("log_freq", log_freq, unit="env steps")
         self.theta0: dict[str, th.Tensor] = {}
         self._entries: list[tuple[str, str, nn.Parameter, th.Tensor | None]] = []  # (network, name, param, mask)
         self._handles: list = []

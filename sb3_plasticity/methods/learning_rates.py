@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from stable_baselines3.common.callbacks import BaseCallback
 
-from sb3_plasticity.methods.base import check_range
+from sb3_plasticity.checks import check_range
 
 __all__ = ["NetworkLearningRateCallback"]
 

@@ -11,7 +11,8 @@ import numpy as np
 import torch as th
 
 from sb3_plasticity.capture import Capture
-from sb3_plasticity.methods.base import PlasticityCallback, check_nonnegative, check_positive_int
+from sb3_plasticity.checks import check_nonnegative, check_positive_int
+from sb3_plasticity.methods.base import PlasticityCallback
 from sb3_plasticity.metrics import gradient_correlation, layer_metrics, mean_abs_offdiagonal, pool, weight_l1, weight_norm
 
 __all__ = ["PlasticityMonitorCallback"]
@@ -92,7 +93,9 @@ class PlasticityMonitorCallback(PlasticityCallback):
             raise ValueError(f"grad_correlation must be None, True, 'neurons' or 'samples', got {grad_correlation!r}")
         self.grad_correlation: str | None = grad_correlation
         steps = [
-            check_positive_int("grad_correlation_steps", int(v) if isinstance(v, float) and v.is_integer() else v)
+            check_positive_int(
+                "grad_correlation_steps", int(v) if isinstance(v, float) and v.is_integer() else v, unit="env steps"
+            )
             for v in grad_correlation_steps
         ]
         if steps and grad_correlation is None:
@@ -100,7 +103,7 @@ class PlasticityMonitorCallback(PlasticityCallback):
         self.grad_correlation_steps = sorted(steps)
         self.grad_correlation_dir = grad_correlation_dir
         self.saved: list[Path] = []  # the .npy files written
-        self.log_freq = check_positive_int("log_freq", log_freq)
+        self.log_freq = check_positive_int("log_freq", log_freq, unit="env steps")
         self.tau = check_nonnegative("tau", tau)
         self.grama_tau = check_nonnegative("grama_tau", grama_tau)
         if rank_samples is not None:

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 import torch as th
 
 from sb3_plasticity.capture import Capture, GroupRecord, buffer_ready, probe, sample_batch, training_batch_size
-from sb3_plasticity.methods.base import check_fraction, check_nonnegative
+from sb3_plasticity.checks import check_choice, check_fraction, check_nonnegative
 from sb3_plasticity.methods.intervention import InterventionCallback
 from sb3_plasticity.metrics import lowest
 from sb3_plasticity.neurons import NeuronGroup
@@ -126,9 +126,7 @@ class NeuronResetCallback(InterventionCallback):
             )
         self.log_reset_proportion = bool(log_reset_proportion)
         self.tracker = ResetTracker()
-        if outgoing not in ("zero", "keep"):
-            raise ValueError(f"outgoing must be 'zero' or 'keep', got {outgoing!r}")
-        self.outgoing = outgoing
+        self.outgoing = check_choice("outgoing", outgoing, ("zero", "keep"))
         self.capture: Capture | None = None
         self._due = False
         self._phase = "idle"  # training_pass: idle -> scoring -> waiting -> after -> idle

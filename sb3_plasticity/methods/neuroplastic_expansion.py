@@ -12,7 +12,8 @@ from torch import nn
 
 from sb3_plasticity.buffers import ExperienceReviewBuffer
 from sb3_plasticity.capture import Capture
-from sb3_plasticity.methods.base import PlasticityCallback, check_nonnegative, check_positive_int, check_range
+from sb3_plasticity.checks import check_bool, check_choice, check_nonnegative, check_positive_int, check_range
+from sb3_plasticity.methods.base import PlasticityCallback
 from sb3_plasticity.metrics import dormant_mask
 from sb3_plasticity.networks import LayerNormTD3Policy
 from sb3_plasticity.neurons import NeuronGroup
@@ -61,8 +62,7 @@ def pooled_active_ratio(layers: Sequence[tuple[th.Tensor, th.Tensor | None]], me
     :param metric: ``"per_sample"`` or ``"any_sample"``.
     :return: the ratio in [0, 1]; 0 when no neuron exists.
     """
-    if metric not in REVIEW_METRICS:
-        raise ValueError(f"metric must be one of {REVIEW_METRICS}, got {metric!r}")
+    check_choice("metric", metric, REVIEW_METRICS)
     active: th.Tensor | int = 0
     total: th.Tensor | int = 0
     for h, alive in layers:
@@ -211,18 +211,14 @@ class NeuroplasticExpansionCallback(PlasticityCallback):
         verbose: int = 0,
     ) -> None:
         super().__init__(networks, verbose)
-        if schedule not in GROWTH_SCHEDULES:
-            raise ValueError(f"schedule must be one of {GROWTH_SCHEDULES}, got {schedule!r}")
-        self.schedule = schedule
+        self.schedule = check_choice("schedule", schedule, GROWTH_SCHEDULES)
         self.initial_neurons = (
             None if initial_neurons is None else check_range("initial_neurons", initial_neurons, 0.0, 1.0, low_open=True)
         )
-        if not isinstance(compose, bool):
-            raise ValueError(f"compose must be True or False, got {compose!r}")
-        self.compose = compose
+        self.compose = check_bool("compose", compose)
         # the base class lets one callback claim a network's neurons; composed, NE leaves the claim to the other method
         self.claims_neurons = not compose  # type: ignore[misc]
-        self.grow_interval = check_positive_int("grow_interval", grow_interval)
+        self.grow_interval = check_positive_int("grow_interval", grow_interval, unit="env steps")
         if isinstance(grow_rate, dict):
             if not grow_rate:
                 raise ValueError("grow_rate must be a number or a non-empty {network: rate} dict, got {}")
@@ -232,28 +228,16 @@ class NeuroplasticExpansionCallback(PlasticityCallback):
         else:
             self.grow_rate = check_range("grow_rate", grow_rate, 0.0, 1.0, low_open=True)
         self.prune_ratio = check_range("prune_ratio", prune_ratio, 0.0, 1.0, high_open=True)
-        self.end_step = None if end_step is None else check_positive_int("end_step", end_step)
+        self.end_step = None if end_step is None else check_positive_int("end_step", end_step, unit="env steps")
         self.tau = check_nonnegative("tau", tau)
         self.clip_kappa = None if clip_kappa is None else check_range("clip_kappa", clip_kappa, 0.0, low_open=True)
-        if clip_scope not in CLIP_SCOPES:
-            raise ValueError(f"clip_scope must be one of {CLIP_SCOPES}, got {clip_scope!r}")
-        if growth not in GROWTH:
-            raise ValueError(f"growth must be one of {GROWTH}, got {growth!r}")
-        if not isinstance(prune, bool):
-            raise ValueError(f"prune must be True or False, got {prune!r}")
-        if clip_bound not in CLIP_BOUNDS:
-            raise ValueError(f"clip_bound must be one of {CLIP_BOUNDS}, got {clip_bound!r}")
-        if not isinstance(reset_optimizer, bool):
-            raise ValueError(f"reset_optimizer must be True or False, got {reset_optimizer!r}")
-        if review_metric not in REVIEW_METRICS:
-            raise ValueError(f"review_metric must be one of {REVIEW_METRICS}, got {review_metric!r}")
-        self.clip_bound = clip_bound
-        self.reset_optimizer = reset_optimizer
-        self.review_metric = review_metric
-        self.clip_scope = clip_scope
-        self.growth = growth
-        self.prune = prune
-        self.log_freq = check_positive_int("log_freq", log_freq)
+        self.clip_scope = check_choice("clip_scope", clip_scope, CLIP_SCOPES)
+        self.growth = check_choice("growth", growth, GROWTH)
+        self.prune = check_bool("prune", prune)
+        self.clip_bound = check_choice("clip_bound", clip_bound, CLIP_BOUNDS)
+        self.reset_optimizer = check_bool("reset_optimizer", reset_optimizer)
+        self.review_metric = check_choice("review_metric", review_metric, REVIEW_METRICS)
+        self.log_freq = check_positive_int("log_freq", log_freq, unit="env steps")
         self.n_events = 0
         self.total_grown = 0
         self.total_pruned = 0

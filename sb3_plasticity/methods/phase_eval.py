@@ -29,7 +29,7 @@ from stable_baselines3.common.vec_env import (
     sync_envs_normalization,
 )
 
-from sb3_plasticity.methods.base import check_positive_int
+from sb3_plasticity.checks import check_choice, check_positive_int
 
 __all__ = ["PhaseEvalCallback"]
 
@@ -162,11 +162,9 @@ class PhaseEvalCallback(BaseCallback):
         verbose: int = 0,
     ) -> None:
         super().__init__(verbose)
-        self.eval_freq = check_positive_int("eval_freq", eval_freq)
+        self.eval_freq = check_positive_int("eval_freq", eval_freq, unit="env steps")
         self.n_eval_episodes = check_positive_int("n_eval_episodes", n_eval_episodes)
-        if phase_from not in _PHASE_FROM:
-            raise ValueError(f"phase_from must be one of {_PHASE_FROM!r}, got {phase_from!r}")
-        self.phase_from = phase_from
+        self.phase_from = check_choice("phase_from", phase_from, _PHASE_FROM)
         self.deterministic = bool(deterministic)
         self.warn = bool(warn)
         self.log_path = log_path

@@ -12,7 +12,7 @@ import torch as th
 from torch import nn
 
 from sb3_plasticity.capture import GroupRecord
-from sb3_plasticity.methods.base import check_range
+from sb3_plasticity.checks import check_range
 from sb3_plasticity.methods.neuron_reset import NeuronResetCallback
 from sb3_plasticity.metrics import activity, normalized_scores
 from sb3_plasticity.neurons import Consumer, NeuronGroup

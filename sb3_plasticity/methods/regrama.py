@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch as th
 
 from sb3_plasticity.capture import GroupRecord
+from sb3_plasticity.checks import check_choice
 from sb3_plasticity.methods.neuron_reset import NeuronResetCallback
 from sb3_plasticity.metrics import activity, normalized_scores
 from sb3_plasticity.neurons import NeuronGroup
@@ -59,9 +60,7 @@ class GraMaResetCallback(NeuronResetCallback):
         probe_batch_size: int = 256,
         verbose: int = 0,
     ) -> None:
-        if score not in SCORES:
-            raise ValueError(f"score must be one of {SCORES}, got {score!r}")
-        self.score_type = score
+        self.score_type = check_choice("score", score, SCORES)
         super().__init__(reset_freq, tau, networks, max_reset_fraction, outgoing, probe_batch_size, verbose)
 
     def score(self, group: NeuronGroup, record: GroupRecord) -> th.Tensor:

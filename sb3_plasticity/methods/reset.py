@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from sb3_plasticity.checks import check_choice
 from sb3_plasticity.methods.intervention import InterventionCallback
 from sb3_plasticity.surgery import reset_layer
 
@@ -79,12 +80,8 @@ class ResetCallback(InterventionCallback):
         self.layers = layers
         self.reset_freq = self.freq
         self.reset_optimizer = bool(reset_optimizer)
-        if reset_on not in _RESET_ON:
-            raise ValueError(f"reset_on must be one of {_RESET_ON!r}, got {reset_on!r}")
-        if phase_from not in _PHASE_FROM:
-            raise ValueError(f"phase_from must be one of {_PHASE_FROM!r}, got {phase_from!r}")
-        self.reset_on = reset_on
-        self.phase_from = phase_from
+        self.reset_on = check_choice("reset_on", reset_on, _RESET_ON)
+        self.phase_from = check_choice("phase_from", phase_from, _PHASE_FROM)
         self.phase: int | None = None  # phase mode: the training env's phase last seen
         self.event_steps: list[int] = []  # env steps of this object's resets (both modes)
 

@@ -10,6 +10,7 @@ import torch as th
 from torch import nn
 
 from sb3_plasticity.capture import GroupRecord
+from sb3_plasticity.checks import check_choice
 from sb3_plasticity.methods.neuron_reset import NeuronResetCallback
 from sb3_plasticity.methods.redo import ReDoCallback
 from sb3_plasticity.methods.regrama import GraMaResetCallback
@@ -70,9 +71,7 @@ class ScorePruningCallback(NeuronResetCallback):
         probe_batch_size: int = 256,
         verbose: int = 0,
     ) -> None:
-        if score not in _SCORES:
-            raise ValueError(f"score must be one of {sorted(_SCORES)}, got {score!r}")
-        self.score_name = score
+        self.score_name = check_choice("score", score, sorted(_SCORES))
         self._scorer, self.scored_on, self.ratio, default_tau = _SCORES[score]
         self.method = f"prune_{score}"
         self.score_type = "activation_grad"  # GraMaResetCallback.score reads it: the paper's GraMa (Eq. 2)

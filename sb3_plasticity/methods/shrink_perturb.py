@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sb3_plasticity.methods.base import check_range
+from sb3_plasticity.checks import check_probability, check_range
 from sb3_plasticity.methods.intervention import InterventionCallback
 from sb3_plasticity.surgery import shrink_perturb_layer
 
@@ -42,7 +42,7 @@ class ShrinkPerturbCallback(InterventionCallback):
         verbose: int = 0,
     ) -> None:
         super().__init__(freq, networks, dormant_tau, probe_batch_size, verbose, freq_name="freq")
-        self.shrink = check_range("shrink", shrink, 0.0, 1.0)
+        self.shrink = check_probability("shrink", shrink)
         self.perturb = check_range("perturb", perturb, 0.0)
 
     def intervene(self) -> dict[tuple[str, str], int]:
