@@ -20,6 +20,44 @@ EPILOG = """workflow:
 """
 
 
+# The package's env modules and Gymnasium's MuJoCo envs by entry point, and the extra each needs (pyproject.toml).
+_ENTRY_POINT_EXTRAS: tuple[tuple[str, str], ...] = (
+    ("gymnasium.envs.mujoco", "mujoco"),
+    ("sb3_plasticity.envs.cycle_friction", "mujoco"),
+    ("sb3_plasticity.envs.continual", "mujoco"),
+    ("sb3_plasticity.envs.dmc", "dmc"),
+    ("shimmy", "dmc"),
+    ("ale_py", "atari"),
+)
+
+
+def _require(extra: str, what: str) -> None:
+    """An :class:`ExperimentError` (one line from :func:`main`) naming ``extra`` when one of its modules is missing."""
+    from sb3_plasticity.extras import missing_modules
+
+    missing = missing_modules(extra)
+    if missing:
+        raise ExperimentError(
+            f'{what} needs the extra [{extra}] (missing: {", ".join(missing)}): pip install "sb3-plasticity[{extra}]"'
+        )
+
+
+def env_extra(env_id: str) -> str | None:
+    """The extra that the env ``env_id`` needs (``"mujoco"``, ``"dmc"``, ``"atari"``), or None (core Gymnasium, or not
+    known before rl-zoo imports its ``--gym-packages``)."""
+    import gymnasium as gym
+
+    if env_id.startswith("ALE/") or "NoFrameskip" in env_id:  # ale_py registers these ids when it is imported
+        return "atari"
+    spec = gym.registry.get(env_id)  # the package's ids are registered: importing sb3_plasticity did it
+    entry_point = spec.entry_point if spec is not None else None
+    if isinstance(entry_point, str):
+        for prefix, extra in _ENTRY_POINT_EXTRAS:
+            if entry_point.startswith(prefix):
+                return extra
+    return None
+
+
 def _cmd_list(args: argparse.Namespace) -> int:
     registry = load_registry()
     papers = sorted({e.paper for e in registry.values()})
@@ -93,6 +131,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     e = get_entry(args.id)
     runs = expand(e, args.methods, args.envs, args.seeds, args.timesteps, args.budget_scale)
     check_runs(runs)
+    # before any run starts, rather than every run failing inside its worker
+    _require("zoo", "sb3-plasticity run (rl-zoo trains every run)")
+    for env in sorted({run.env for run in runs}):
+        extra = env_extra(env)
+        if extra is not None:
+            _require(extra, f"{e.id} (env {env})")
     options = RunOptions(
         jobs=args.jobs,
         threads=args.threads,
@@ -111,6 +155,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
+    _require("report", "sb3-plasticity report")
     from sb3_plasticity.experiments.report import make_report
 
     if args.id is not None:
