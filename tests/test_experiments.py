@@ -337,6 +337,37 @@ def test_report_figures_and_rliable_numbers(finished):
         assert f"| {method} | Pendulum-v1 | 2 | {mean:.4g}" in text
         assert np.isclose(point[method][0], metrics.aggregate_iqm(scores))
     assert summary["probability_of_improvement"]["redo"][1] <= summary["probability_of_improvement"]["redo"][0]
+    # the other plotted quantities' final values, and the compact data that re-draws the same report
+    assert "| `plasticity/critic/dormant_ratio` | redo | Pendulum-v1 | 2 |" in text
+    assert len(summary["final_values"]["plasticity/critic/dormant_ratio"]["redo"]) == 2
+
+
+def test_report_redraws_from_its_csv(finished, tmp_path):
+    import csv
+
+    from sb3_plasticity.experiments.report import make_report
+
+    out, _ = finished
+    [path] = make_report(out, "tiny/redo", out=tmp_path / "first", reps=100)
+    with open(path.parent / "series.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert {r["tag"] for r in rows} == {
+        "rollout/ep_rew_mean",
+        "plasticity/critic/dormant_ratio",
+        "plasticity/redo/reset_count",
+    }
+    assert {(r["method"], r["seed"]) for r in rows} == {("sac", "0"), ("sac", "1"), ("redo", "0"), ("redo", "1")}
+    # only the CSV and the run list are kept: the same numbers come back without the TensorBoard logs
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("series.csv", "runs.json"):
+        (data / name).write_bytes((path.parent / name).read_bytes())
+    [again] = make_report(data, "tiny/redo", out=tmp_path / "second", reps=100)
+    first = json.loads((path.parent / "summary.json").read_text())
+    second = json.loads((again.parent / "summary.json").read_text())
+    assert np.allclose(first["scores"]["redo"], second["scores"]["redo"], rtol=1e-5)
+    assert first["aggregates"].keys() == second["aggregates"].keys()
+    assert (again.parent / "return.png").exists()
 
 
 def test_report_lists_what_is_missing(finished, tmp_path):

@@ -10,8 +10,12 @@ For each experiment found under the runs folder:
   seeds with 95% stratified-bootstrap CIs (rliable); across envs, IQM, mean and optimality gap of min-max normalised
   scores (0: the worst run of the env, 1: the best) and the probability of improvement of each method over the
   entry's baseline;
+- the final value of every other plotted quantity (same last-10% mean) per env, with the same CIs;
 - ``report.md`` embeds them, states the budget and seeds run beside the paper's, prints the paper's numbers beside
-  ours where the registry has them, and lists what is missing.
+  ours where the registry has them, and lists what is missing;
+- ``series.csv`` (every run's plotted series) and ``runs.json`` (the runs' specs and states) are the compact data
+  behind the figures: ``sb3-plasticity report`` on a folder holding them draws the same report without the
+  TensorBoard logs, so a report can be published and re-drawn without re-running.
 
 "return" is rl-zoo's evaluation return (``eval/mean_reward``) when every run has it, else the training episodes'
 return (``rollout/ep_rew_mean``).
@@ -31,9 +35,12 @@ from sb3_plasticity.experiments.entries import Entry, ExperimentError, RunSpec, 
 from sb3_plasticity.experiments.files import RUN_FILE, read_json
 from sb3_plasticity.experiments.runner import PLAN_FILE, run_state
 
-__all__ = ["RunData", "collect", "final_score", "make_report", "score_matrix"]
+__all__ = ["RunData", "collect", "final_score", "load_series", "make_report", "score_matrix", "write_series"]
 
 RETURN_TAGS = ("eval/mean_reward", "rollout/ep_rew_mean")
+SERIES_FILE = "series.csv"
+RUNS_FILE = "runs.json"
+_SERIES_COLUMNS = ("method", "env", "seed", "tag", "step", "value")
 FINAL_FRACTION = 0.1
 CURVE_POINTS = 100
 
@@ -65,8 +72,47 @@ def read_scalars(run_dir: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     }
 
 
+def write_series(folder: Path, runs: list[RunData], tags: list[str]) -> None:
+    """``folder/series.csv`` (the runs' series of ``tags``) and ``folder/runs.json`` (their specs and states)."""
+    import csv
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / SERIES_FILE, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(_SERIES_COLUMNS)
+        for r in runs:
+            for tag in tags:
+                for step, value in zip(*r.scalars.get(tag, ((), ())), strict=True):
+                    writer.writerow((r.spec.method, r.spec.env, r.spec.seed, tag, int(step), f"{value:.6g}"))
+    listing = [{"spec": r.spec.to_dict(), "state": r.state, "steps_done": r.steps_done} for r in runs]
+    (folder / RUNS_FILE).write_text(json.dumps(listing, indent=1))
+
+
+def load_series(folder: Path) -> list[RunData]:
+    """The runs that :func:`write_series` saved in ``folder``, with the series it kept as their scalars."""
+    import csv
+
+    runs = {}
+    for item in json.loads((Path(folder) / RUNS_FILE).read_text()):
+        spec = RunSpec.from_dict(item["spec"])
+        runs[spec.method, spec.env, spec.seed] = RunData(spec, Path(folder), item["state"], item["steps_done"])
+    points: dict[tuple, list[tuple[float, float]]] = {}
+    with open(Path(folder) / SERIES_FILE, newline="") as f:
+        for row in csv.DictReader(f):
+            key = (row["method"], row["env"], int(row["seed"]))
+            points.setdefault((*key, row["tag"]), []).append((float(row["step"]), float(row["value"])))
+    for (*key, tag), pairs in points.items():
+        steps, values = np.array(pairs).T
+        runs[tuple(key)].scalars[tag] = (steps, values)
+    return list(runs.values())
+
+
 def collect(root: Path, entry_id: str | None = None) -> dict[str, list[RunData]]:
-    """The runs under ``root`` grouped by entry id (only ``entry_id`` if given), with their scalars."""
+    """The runs under ``root`` grouped by entry id (only ``entry_id`` if given), with their scalars.
+
+    ``root`` is a runs folder of ``sb3-plasticity run``, or (when it holds no run) a folder with the ``runs.json`` /
+    ``series.csv`` files of an earlier report, searched recursively.
+    """
     out: dict[str, list[RunData]] = {}
     for run_file in sorted(Path(root).rglob(RUN_FILE)):
         config = read_json(run_file)
@@ -77,6 +123,15 @@ def collect(root: Path, entry_id: str | None = None) -> dict[str, list[RunData]]
             continue
         state, steps, _ = run_state(run_file.parent)
         out.setdefault(spec.entry_id, []).append(RunData(spec, run_file.parent, state, steps, read_scalars(run_file.parent)))
+    if out:
+        return out
+    seen = set()  # a report re-drawn into the data folder leaves a second copy of the same runs
+    for listing in sorted(Path(root).rglob(RUNS_FILE)):
+        for run in load_series(listing.parent):
+            key = (run.spec.entry_id, run.spec.method, run.spec.env, run.spec.seed)
+            if (entry_id is None or run.spec.entry_id == entry_id) and key not in seen:
+                seen.add(key)
+                out.setdefault(run.spec.entry_id, []).append(run)
     return out
 
 
@@ -338,6 +393,31 @@ def _missing_lines(entry: Entry | None, runs: list[RunData], plan: dict[str, Any
     return lines
 
 
+def _final_values(
+    runs: list[RunData], tags: list[str], methods: list[str], envs: list[str], reps: int
+) -> tuple[dict[str, dict[str, np.ndarray]], list[str]]:
+    """Final-value scores of ``tags`` (tag -> method -> seeds x envs) and their table for ``report.md``."""
+    other_scores = {tag: score_matrix(runs, tag, methods, envs) for tag in tags}
+    other_scores = {tag: sc for tag, sc in other_scores.items() if sc}
+    if not other_scores:
+        return {}, []
+    lines = [
+        "## Final value of the other plotted quantities",
+        "",
+        f"Mean over the last {FINAL_FRACTION:.0%} of each run's logged steps; mean across seeds with its 95% "
+        f"stratified bootstrap CI (rliable, {reps} resamples).",
+        "",
+        "| quantity | method | env | seeds | mean [95% CI] |",
+        "|---|---|---|---|---|",
+    ]
+    for tag, sc in other_scores.items():
+        tag_stats = per_env_stats(sc, envs, reps)
+        for m in sc:
+            for env in envs:
+                lines.append(f"| `{tag}` | {m} | {env} | {len(sc[m])} | {_ci(tag_stats[m, env]['mean'])} |")
+    return other_scores, [*lines, ""]
+
+
 def report_entry(entry_id: str, runs: list[RunData], out: Path, root: Path, reps: int = 2000) -> Path:
     """Write ``out/report.md`` and its figures for one experiment; the path of ``report.md``."""
     out.mkdir(parents=True, exist_ok=True)
@@ -381,6 +461,10 @@ def report_entry(entry_id: str, runs: list[RunData], out: Path, root: Path, reps
             lines += [f"![{name}]({png.name})", ""]
         else:
             lines += [f"- `{tag}`: not logged by these runs", ""]
+
+    write_series(out, runs, metrics)
+    other_scores, other_lines = _final_values(done, [tag for tag in metrics if tag != ret], methods, envs, reps)
+    lines += other_lines
 
     scores = score_matrix(done, ret, methods, envs)
     if scores:
@@ -431,6 +515,7 @@ def report_entry(entry_id: str, runs: list[RunData], out: Path, root: Path, reps
             "envs": envs,
             "aggregates": {m: {k: list(map(float, v)) for k, v in a.items()} for m, a in aggs.items()},
             "probability_of_improvement": {m: list(v) for m, v in poi.items()},
+            "final_values": {tag: {m: x.tolist() for m, x in sc.items()} for tag, sc in other_scores.items()},
         }
         (out / "summary.json").write_text(json.dumps(summary, indent=1))
     if entry is not None and entry.notes:
