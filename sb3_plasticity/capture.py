@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 import torch as th
 from torch import nn
 
+from sb3_plasticity.adapters import adapter_for, evaluation_mode
 from sb3_plasticity.neurons import NeuronGroup, NeuronModel
 
 __all__ = [
@@ -170,8 +171,7 @@ class Capture:
         self.network_gradients = {}
         for group in self.groups:
             if self._needs_grad(group):
-                source = group.norm if group.norm is not None else group.producer
-                self._handles.append(source.register_forward_hook(self._producer_hook(group)))
+                self._handles.append(group.pre_activation.register_forward_hook(self._producer_hook(group)))
             self._handles.append(group.output.register_forward_hook(self._output_hook(group)))
         if self.gradients:
             optimizers = {id(o): o for g in self.groups if not g.is_target for o in g.optimizers}
@@ -294,19 +294,13 @@ def sample_batch(algorithm, batch_size: int | None) -> tuple[th.Tensor, th.Tenso
     raise RuntimeError(f"{type(algorithm).__name__} has neither a replay buffer nor a rollout buffer")
 
 
-def forward_networks(algorithm, observations: th.Tensor, actions: th.Tensor) -> None:
-    """Run every network of the algorithm on a batch under ``no_grad`` (activations only)."""
+def forward_networks(algorithm, observations: th.Tensor, actions: th.Tensor | None) -> None:
+    """Run every network of the algorithm (targets included) on a batch under ``no_grad`` (activations only), as its
+    adapter says (:meth:`~sb3_plasticity.adapters.PolicyAdapter.run_all`). Networks run in eval mode, so norms with
+    running statistics (CrossQ's BatchRenorm) read them without updating them."""
     policy = algorithm.policy
-    with th.no_grad():
-        if hasattr(policy, "critic"):
-            for name in ("actor", "actor_target"):
-                net = getattr(policy, name, None)
-                if net is not None:
-                    net(observations)
-            policy.critic(observations, actions)
-            policy.critic_target(observations, actions)
-        else:
-            policy.evaluate_actions(observations, actions)
+    with th.no_grad(), evaluation_mode(policy):
+        adapter_for(policy).run_all(policy, observations, actions)
 
 
 def probe(algorithm, capture: Capture, batch: tuple[th.Tensor, th.Tensor] | None = None, batch_size: int = 256) -> None:

@@ -14,12 +14,22 @@ Output layers (action, value and Q heads) are consumers, never groups: no method
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import torch as th
 from torch import nn
+
+from sb3_plasticity.adapters import (
+    DefaultInit,
+    InitScheme,
+    NetworkPath,
+    NeuronDiscoveryError,
+    OrthogonalInit,
+    Stage,
+    adapter_for,
+    is_norm,
+)
 
 __all__ = [
     "Branch",
@@ -38,61 +48,7 @@ __all__ = [
 
 Producer = nn.Linear | nn.Conv2d
 _PRODUCERS = (nn.Linear, nn.Conv2d)
-_NORMS = (nn.LayerNorm, nn.BatchNorm1d, nn.BatchNorm2d, nn.GroupNorm)
 _PASS_THROUGH = (nn.Identity, nn.Dropout)
-
-
-class NeuronDiscoveryError(ValueError):
-    """The neuron model could not understand part of a policy."""
-
-
-# ----------------------------------------------------------------------------------------------------
-# Initialisation schemes: what "re-initialise with the layer's own init" means for a producer.
-# ----------------------------------------------------------------------------------------------------
-class InitScheme:
-    """Draws fresh ``(weight, bias)`` tensors for a layer, from the distribution it was initialised with."""
-
-    def fresh(self, layer: Producer, generator: th.Generator | None = None) -> tuple[th.Tensor, th.Tensor | None]:
-        raise NotImplementedError
-
-
-class DefaultInit(InitScheme):
-    """PyTorch's default ``reset_parameters`` for Linear and Conv layers (used by SB3's TD3, DDPG and SAC):
-    weight ~ kaiming_uniform(a=sqrt(5)), i.e. U(-1/sqrt(fan_in), 1/sqrt(fan_in)), and bias ~ the same
-    uniform."""
-
-    def fresh(self, layer: Producer, generator: th.Generator | None = None) -> tuple[th.Tensor, th.Tensor | None]:
-        weight = th.empty_like(layer.weight)
-        fan_in = weight[0].numel()
-        bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
-        # kaiming_uniform_ with a=sqrt(5) has exactly this bound: gain sqrt(1/3) * sqrt(3 / fan_in).
-        weight.uniform_(-bound, bound, generator=generator)
-        bias = None
-        if layer.bias is not None:
-            bias = th.empty_like(layer.bias).uniform_(-bound, bound, generator=generator)
-        return weight, bias
-
-    def __repr__(self) -> str:
-        return "DefaultInit()"
-
-
-class OrthogonalInit(InitScheme):
-    """Orthogonal weights with a gain and zero bias: SB3's ``BasePolicy.init_weights`` for PPO and A2C
-    (gain sqrt(2) for extractor and MLP layers)."""
-
-    def __init__(self, gain: float = 1.0) -> None:
-        self.gain = float(gain)
-
-    def fresh(self, layer: Producer, generator: th.Generator | None = None) -> tuple[th.Tensor, th.Tensor | None]:
-        weight = th.empty_like(layer.weight)
-        # A whole orthogonal matrix is drawn and rows are taken from it, so reset rows have the marginal
-        # distribution of the rows SB3 drew at construction.
-        nn.init.orthogonal_(weight, gain=self.gain, generator=generator)
-        bias = th.zeros_like(layer.bias) if layer.bias is not None else None
-        return weight, bias
-
-    def __repr__(self) -> str:
-        return f"OrthogonalInit(gain={self.gain:.4g})"
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -152,6 +108,8 @@ class NeuronGroup:
     :param optimizers: optimizers owning any parameter of the group (producer, norm or consumers).
     :param twin: the same group in the target network, if there is one.
     :param is_target: True for groups of a target network (never trained by gradient).
+    :param norm_after_activation: the norm follows the activation (CrossQ's BatchRenorm before the next layer):
+        :attr:`output` is then the activation, and ``z`` the producer's output.
     """
 
     network: str
@@ -165,6 +123,13 @@ class NeuronGroup:
     twin: NeuronGroup | None = None
     is_target: bool = False
     is_last_hidden: bool = False
+    norm_after_activation: bool = False
+
+    @property
+    def pre_activation(self) -> nn.Module:
+        """The module whose output is the neuron's pre-activation ``z``: the norm when it precedes the activation
+        (``Linear -> LayerNorm -> ReLU``), else the producer (also for CrossQ's ``Linear -> ReLU -> BatchRenorm``)."""
+        return self.norm if self.norm is not None and not self.norm_after_activation else self.producer
 
     @property
     def n_neurons(self) -> int:
@@ -191,7 +156,9 @@ class NeuronGroup:
         if self.producer.bias is not None:
             params.append(self.producer.bias)
         if self.norm is not None:
-            params += [p for p in (getattr(self.norm, "weight", None), getattr(self.norm, "bias", None)) if p is not None]
+            # "scale": sb3-contrib's BatchRenorm names its per-neuron weight so
+            names = ("weight", "scale", "bias")
+            params += [p for p in (getattr(self.norm, n, None) for n in names) if isinstance(p, nn.Parameter)]
         return params
 
     def __repr__(self) -> str:
@@ -259,31 +226,6 @@ def _expand_branches(leaves: list[_Leaf]) -> list[tuple[list[_Leaf], bool]]:
     return routes
 
 
-# ----------------------------------------------------------------------------------------------------
-# Paths: sequential data flow through modules, walked to find producer -> ... -> consumer chains.
-# ----------------------------------------------------------------------------------------------------
-@dataclass(frozen=True, eq=False)
-class Stage:
-    """A module on a data-flow path, owned by ``network`` and named ``prefix`` inside it.
-
-    :param column_offset: first input column of this stage's first layer that the previous stage feeds
-        (0 in SB3: the critic concatenates ``[features, actions]``).
-    """
-
-    network: str
-    prefix: str
-    module: nn.Module
-    init: InitScheme = field(default_factory=DefaultInit)
-    column_offset: int = 0
-
-
-@dataclass(frozen=True)
-class NetworkPath:
-    """One input-to-output route through a policy, e.g. ``features_extractor -> latent_pi -> mu``."""
-
-    stages: tuple[Stage, ...]
-
-
 @dataclass
 class _Leaf:
     network: str
@@ -317,7 +259,7 @@ def _flatten(module: nn.Module, prefix: str, stage: Stage) -> Iterator[_Leaf]:
         # registration order are their data flow, like a Sequential's.
         for name, child in module.named_children():
             yield from _flatten(child, _join(prefix, name), stage)
-    elif isinstance(module, (*_PRODUCERS, *_NORMS, *_PASS_THROUGH, nn.Flatten)) or not any(True for _ in module.parameters()):
+    elif isinstance(module, (*_PRODUCERS, *_PASS_THROUGH, nn.Flatten)) or is_norm(module) or not _has_parameters(module):
         # Parameter-free modules (activations, flatten, parameter-free extractors) are leaves.
         yield _Leaf(stage.network, prefix, module, stage.init, 0)
     else:
@@ -329,17 +271,25 @@ def _flatten(module: nn.Module, prefix: str, stage: Stage) -> Iterator[_Leaf]:
         )
 
 
+def _has_parameters(module: nn.Module) -> bool:
+    return any(True for _ in module.parameters())
+
+
 def _routes(path: NetworkPath) -> list[tuple[list[_Leaf], bool]]:
     """The path's leaves, one list per route through its branching modules (and whether it is trainable)."""
     return _expand_branches([leaf for stage in path.stages for leaf in _leaves(stage)])
 
 
-def _walk(path: NetworkPath) -> list[tuple[_Leaf, nn.Module, nn.Module | None, Consumer | None]]:
-    """(producer leaf, output module, norm, consumer or None if it is an output layer) along a path."""
+def _walk(path: NetworkPath) -> list[_Found]:
+    """(producer leaf, output module, norm, consumer or None if it is an output layer, norm after activation) along a
+    path."""
     return [found for leaves, _ in _routes(path) for found in _walk_leaves(leaves)]
 
 
-def _walk_leaves(leaves: list[_Leaf]) -> list[tuple[_Leaf, nn.Module, nn.Module | None, Consumer | None]]:
+_Found = tuple[_Leaf, nn.Module, "nn.Module | None", "Consumer | None", bool]
+
+
+def _walk_leaves(leaves: list[_Leaf]) -> list[_Found]:
     found = []
     for i, leaf in enumerate(leaves):
         if not isinstance(leaf.module, _PRODUCERS):
@@ -347,6 +297,8 @@ def _walk_leaves(leaves: list[_Leaf]) -> list[tuple[_Leaf, nn.Module, nn.Module 
         producer = leaf.module
         output: nn.Module = producer
         norm = None
+        activated = False
+        norm_after = False
         flattened = False
         consumer = None
         for nxt in leaves[i + 1 :]:
@@ -356,12 +308,18 @@ def _walk_leaves(leaves: list[_Leaf]) -> list[tuple[_Leaf, nn.Module, nn.Module 
                 break
             if isinstance(mod, nn.Flatten):
                 flattened = True
-            elif isinstance(mod, _NORMS):
+            elif is_norm(mod):
                 norm = mod
-                output = mod
+                if activated:
+                    # CrossQ: Linear -> activation -> BatchRenorm -> next Linear. The neuron is the activation's
+                    # output; the norm is part of the group (its per-neuron entries are reset with it).
+                    norm_after = True
+                else:
+                    output = mod
             elif not isinstance(mod, _PASS_THROUGH) and not _is_container(mod):
                 output = mod  # an activation; parameter-free containers (extractors) pass data through
-        found.append((leaf, output, norm, consumer))
+                activated = True
+        found.append((leaf, output, norm, consumer, norm_after))
     return found
 
 
@@ -524,7 +482,7 @@ def layers_from_paths(paths: Sequence[NetworkPath]) -> list[list[Layer]]:
     """The Linear/Conv layers along each path (each trainable route of a path with branching modules), in data-flow
     order."""
     return [
-        [Layer(leaf.network, leaf.name, leaf.module, leaf.init, norm) for leaf, _, norm, _ in _walk_leaves(leaves)]
+        [Layer(leaf.network, leaf.name, leaf.module, leaf.init, norm) for leaf, _, norm, _, _ in _walk_leaves(leaves)]
         for path in paths
         for leaves, trainable in _routes(path)
         if trainable
@@ -536,13 +494,14 @@ def groups_from_paths(paths: Sequence[NetworkPath]) -> list[NeuronGroup]:
     by_producer: dict[int, NeuronGroup] = {}
     order: list[int] = []
     for path in paths:
-        for leaf, output, norm, consumer in _walk(path):
+        for leaf, output, norm, consumer, norm_after in _walk(path):
             key = id(leaf.module)
             group = by_producer.get(key)
             if group is None:
                 if consumer is None:
                     continue  # output layer on this path
                 group = NeuronGroup(leaf.network, leaf.name, leaf.module, output, (), norm, leaf.init)
+                group.norm_after_activation = norm_after
                 by_producer[key] = group
                 order.append(key)
             if consumer is not None and all(c.module is not consumer.module for c in group.consumers):
@@ -553,98 +512,6 @@ def groups_from_paths(paths: Sequence[NetworkPath]) -> list[NeuronGroup]:
 # ----------------------------------------------------------------------------------------------------
 # Discovery for SB3's built-in policies
 # ----------------------------------------------------------------------------------------------------
-def _policy_optimizers(policy: nn.Module) -> list[th.optim.Optimizer]:
-    found: list[th.optim.Optimizer] = []
-    candidates = [getattr(policy, "optimizer", None)]
-    candidates += [getattr(m, "optimizer", None) for m in policy.modules()]
-    for opt in candidates:
-        if isinstance(opt, th.optim.Optimizer) and all(opt is not o for o in found):
-            found.append(opt)
-    return found
-
-
-def _td3_sac_paths(
-    policy: nn.Module, actor_name: str | None, critic_name: str, features_name: str
-) -> tuple[list[NetworkPath], dict[str, list[nn.Module]]]:
-    from stable_baselines3.sac.policies import Actor as SACActor
-    from stable_baselines3.td3.policies import Actor as TD3Actor
-
-    actor = getattr(policy, actor_name, None) if actor_name else None
-    critic = getattr(policy, critic_name)
-    paths: list[NetworkPath] = []
-    modules: dict[str, list[nn.Module]] = {}
-    shared = actor is not None and critic.features_extractor is actor.features_extractor
-    fe_net = features_name if shared else None
-
-    if actor is not None:
-        fe = Stage(fe_net or actor_name, "features_extractor", actor.features_extractor)
-        if isinstance(actor, SACActor):
-            # with gSDE, log_std is a Parameter, not a layer reading the latent features
-            heads = [("mu", actor.mu)] + ([("log_std", actor.log_std)] if isinstance(actor.log_std, nn.Module) else [])
-            for hname, head in heads:
-                paths.append(
-                    NetworkPath((fe, Stage(actor_name, "latent_pi", actor.latent_pi), Stage(actor_name, hname, head)))
-                )
-        elif isinstance(actor, TD3Actor):
-            paths.append(NetworkPath((fe, Stage(actor_name, "mu", actor.mu))))
-        else:
-            raise NeuronDiscoveryError(f"{actor_name} is a {type(actor).__name__}, not SB3's TD3 or SAC Actor")
-        assert actor_name is not None
-        modules[actor_name] = [actor] if not shared else [m for n, m in actor.named_children() if n != "features_extractor"]
-    fe = Stage(fe_net or critic_name, "features_extractor", critic.features_extractor)
-    for i, qnet in enumerate(critic.q_networks):
-        paths.append(NetworkPath((fe, Stage(critic_name, f"qf{i}", qnet))))
-    modules[critic_name] = [critic] if not shared else [m for n, m in critic.named_children() if n != "features_extractor"]
-    if shared:
-        modules[features_name] = [critic.features_extractor]
-    return paths, modules
-
-
-def _actor_critic_paths(policy) -> tuple[list[NetworkPath], dict]:
-    from stable_baselines3.common.torch_layers import MlpExtractor
-
-    mlp = policy.mlp_extractor
-    if not isinstance(mlp, MlpExtractor):
-        raise NeuronDiscoveryError(
-            f"policy.mlp_extractor is a {type(mlp).__name__}, not SB3's MlpExtractor: declare the neurons with "
-            "`neuron_paths()` or `neuron_groups()` (see docs/neuron_model.md)"
-        )
-    ortho = bool(getattr(policy, "ortho_init", False))
-    hidden_init: InitScheme = OrthogonalInit(math.sqrt(2)) if ortho else DefaultInit()
-    shared = policy.share_features_extractor
-    if shared:
-        pi_fe = vf_fe = Stage("features", "features_extractor", policy.features_extractor, hidden_init)
-    else:
-        pi_fe = Stage("policy", "pi_features_extractor", policy.pi_features_extractor, hidden_init)
-        vf_fe = Stage("value", "vf_features_extractor", policy.vf_features_extractor, hidden_init)
-    paths = [
-        NetworkPath(
-            (
-                pi_fe,
-                Stage("policy", "mlp_extractor.policy_net", mlp.policy_net, hidden_init),
-                Stage("policy", "action_net", policy.action_net, OrthogonalInit(0.01) if ortho else DefaultInit()),
-            )
-        ),
-        NetworkPath(
-            (
-                vf_fe,
-                Stage("value", "mlp_extractor.value_net", mlp.value_net, hidden_init),
-                Stage("value", "value_net", policy.value_net, OrthogonalInit(1.0) if ortho else DefaultInit()),
-            )
-        ),
-    ]
-    modules: dict[str, list[nn.Module]] = {
-        "policy": [mlp.policy_net, policy.action_net],
-        "value": [mlp.value_net, policy.value_net],
-    }
-    if shared:
-        modules["features"] = [policy.features_extractor]
-    else:
-        modules["policy"].insert(0, policy.pi_features_extractor)
-        modules["value"].insert(0, policy.vf_features_extractor)
-    return paths, modules
-
-
 def _link_twins(online: list[NeuronGroup], target: list[NeuronGroup], suffix: str = "_target") -> None:
     by_key = {(g.network, g.name): g for g in target}
     by_name = {g.name: g for g in target}
@@ -663,58 +530,28 @@ def _link_twins(online: list[NeuronGroup], target: list[NeuronGroup], suffix: st
 
 
 def discover(model) -> NeuronModel:
-    """Build the :class:`NeuronModel` of an SB3 algorithm (or of a bare policy).
+    """Build the :class:`NeuronModel` of an SB3 / sb3-contrib algorithm (or of a bare policy).
 
-    :param model: a TD3, DDPG, SAC, PPO or A2C instance (or its policy). Policies defining
-        ``neuron_groups()`` or ``neuron_paths()`` are used as they declare.
-    :raises NeuronDiscoveryError: naming the part of the policy that was not understood.
+    The policy's adapter (:func:`~sb3_plasticity.adapters.adapter_for`) gives its paths, networks and optimizers.
+    Policies defining ``neuron_groups()`` or ``neuron_paths()`` are used as they declare.
+
+    :param model: an algorithm (TD3, DDPG, SAC, PPO, A2C, DQN, TQC, CrossQ, QR-DQN, DrQ-v2, DACER, ...) or its policy.
+    :raises NeuronDiscoveryError: naming the part of the policy that was not understood (an
+        :class:`~sb3_plasticity.adapters.UnsupportedPolicyError` for a policy with no adapter).
     """
-    from stable_baselines3.common.policies import ActorCriticPolicy
-    from stable_baselines3.sac.policies import SACPolicy
-    from stable_baselines3.td3.policies import TD3Policy
-
     policy = getattr(model, "policy", model)
-    optimizers = _policy_optimizers(policy)
+    adapter = adapter_for(policy)
+    optimizers = adapter.optimizers(policy)
 
     if hasattr(policy, "neuron_groups"):
         groups = list(policy.neuron_groups())
         modules = getattr(policy, "neuron_network_modules", lambda: {})()
         return NeuronModel(groups, modules, optimizers)
 
-    if hasattr(policy, "neuron_paths"):
-        paths = list(policy.neuron_paths())
-        groups = groups_from_paths(paths)
-        modules = getattr(policy, "neuron_network_modules", lambda: {})()
-        if not modules:
-            for path in paths:
-                for stage in path.stages:
-                    modules.setdefault(stage.network, [])
-                    if all(stage.module is not m for m in modules[stage.network]):
-                        modules[stage.network].append(stage.module)
-        target_groups = [g for g in groups if g.network.endswith("_target")]
-        _link_twins([g for g in groups if not g.network.endswith("_target")], target_groups)
-        return NeuronModel(groups, modules, optimizers, layers_from_paths(paths))
-
-    if isinstance(policy, (TD3Policy, SACPolicy)):
-        paths, modules = _td3_sac_paths(policy, "actor", "critic", "features")
-        t_paths, t_modules = _td3_sac_paths(
-            policy,
-            "actor_target" if getattr(policy, "actor_target", None) is not None else None,
-            "critic_target",
-            "features_target",
-        )
-        online = groups_from_paths(paths)
-        target = groups_from_paths(t_paths)
-        _link_twins(online, target)
-        layer_paths = layers_from_paths(paths) + layers_from_paths(t_paths)
-        return NeuronModel(online + target, {**modules, **t_modules}, optimizers, layer_paths)
-
-    if isinstance(policy, ActorCriticPolicy):
-        paths, modules = _actor_critic_paths(policy)
-        return NeuronModel(groups_from_paths(paths), modules, optimizers, layers_from_paths(paths))
-
-    raise NeuronDiscoveryError(
-        f"{type(policy).__name__} is not a policy sb3_plasticity understands (TD3Policy, SACPolicy, "
-        "ActorCriticPolicy and their subclasses are); give it a `neuron_paths()` or `neuron_groups()` method "
-        "(see docs/neuron_model.md)"
-    )
+    paths = adapter.neuron_paths(policy)
+    groups = groups_from_paths(paths)
+    modules = adapter.network_modules(policy, paths)
+    targets = set(adapter.targets(policy).values())
+    target_groups = [g for g in groups if g.network in targets or g.network.endswith("_target")]
+    _link_twins([g for g in groups if g not in target_groups], target_groups)
+    return NeuronModel(groups, modules, optimizers, layers_from_paths(paths))

@@ -26,6 +26,7 @@ from sb3_plasticity import (
     discover,
     surgery,
 )
+from sb3_plasticity.adapters import adapter_for
 from sb3_plasticity.methods import injection
 from sb3_plasticity.methods.injection import inject_heads, injected_networks
 
@@ -81,7 +82,7 @@ def _inside_old(root: nn.Module, head: InjectedHead) -> bool:
 
 
 def optimizer_params(model) -> set[int]:
-    return {id(p) for opt in injection._policy_optimizers(model.policy) for g in opt.param_groups for p in g["params"]}
+    return {id(p) for opt in adapter_for(model.policy).optimizers(model.policy) for g in opt.param_groups for p in g["params"]}
 
 
 def snapshot(params) -> list[th.Tensor]:
@@ -153,7 +154,7 @@ def test_only_the_new_head_and_the_trunk_train_and_targets_follow():
     trunk = [model.critic.qf0[0].weight, model.actor.mu[0].weight]
     assert all(id(p) in in_opt for p in new + trunk)
     assert not any(id(p) in in_opt for p in frozen)
-    assert all(p not in opt.state for opt in injection._policy_optimizers(model.policy) for p in new)
+    assert all(p not in opt.state for opt in adapter_for(model.policy).optimizers(model.policy) for p in new)
     new_0, frozen_0, trunk_0 = snapshot(new), snapshot(frozen), snapshot(trunk)
     model.learn(100, reset_num_timesteps=False)
     assert all(changed([b], [p]) for b, p in zip(new_0, new, strict=True))
@@ -309,7 +310,7 @@ def test_save_load_continue(algo, tmp_path):
     for key, value in before.items():
         assert th.equal(after[key], value), key
     for opt, opt_loaded in zip(
-        injection._policy_optimizers(model.policy), injection._policy_optimizers(loaded.policy), strict=True
+        adapter_for(model.policy).optimizers(model.policy), adapter_for(loaded.policy).optimizers(loaded.policy), strict=True
     ):
         state, state_loaded = opt.state_dict(), opt_loaded.state_dict()
         assert state["param_groups"] == state_loaded["param_groups"]
@@ -372,12 +373,28 @@ def test_bad_setup(algo, kwargs, match):
         model.learn(32, callback=callback)
 
 
-def test_unsupported_algorithm():
-    model = DQN("MlpPolicy", "CartPole-v1", learning_starts=10, policy_kwargs=dict(ARCH))
-    with pytest.raises(ValueError, match="not a policy sb3_plasticity understands"):
-        model.learn(20, callback=PlasticityInjectionCallback(inject_at=10))
-    with pytest.raises(ValueError, match="supports the policies"):
-        inject_heads(model.policy, "q_net")
+class _UnknownPolicy(nn.Module):
+    pass
+
+
+def test_unsupported_policy():
+    with pytest.raises(ValueError, match="_UnknownPolicy.*not a policy sb3_plasticity understands"):
+        injection.head_networks(_UnknownPolicy())
+
+
+def test_dqn_injects_q_net_and_its_target(tmp_path):
+    model = DQN("MlpPolicy", "CartPole-v1", learning_starts=10, buffer_size=500, seed=0, policy_kwargs=dict(ARCH))
+    rec = recorded(model)
+    model.learn(60, callback=PlasticityInjectionCallback(inject_at=40))
+    assert injection.head_networks(model.policy) == ["q_net"]
+    assert isinstance(model.policy.q_net.q_net[4], InjectedHead)
+    assert isinstance(model.policy.q_net_target.q_net[4], InjectedHead)
+    assert rec.values("plasticity/injection/q_net/trainable_parameters") == [(40, 18.0)]  # 8 * 2 + 2
+    ((_, change),) = rec.values("plasticity/injection/q_net/output_change")
+    assert change < 1e-6
+    model.save(tmp_path / "dqn")
+    loaded = DQN.load(tmp_path / "dqn", device="cpu")
+    assert isinstance(loaded.policy.q_net.q_net[4], InjectedHead)
 
 
 def test_later_injection_must_keep_head_layers():

@@ -160,10 +160,26 @@ def test_unsupported_extractor_is_named_in_the_error():
     assert "neuron_paths" in str(err.value)
 
 
+class _UnknownPolicy(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 1))
+
+
 def test_unsupported_policy_class_is_named_in_the_error():
-    model = DQN("MlpPolicy", "CartPole-v1", device="cpu", buffer_size=100)
-    with pytest.raises(NeuronDiscoveryError, match="DQNPolicy"):
-        discover(model)
+    with pytest.raises(NeuronDiscoveryError, match="_UnknownPolicy") as err:
+        discover(_UnknownPolicy())
+    assert "register_adapter" in str(err.value) and "neuron_paths" in str(err.value)
+
+
+def test_dqn_networks_groups_and_twins():
+    model = DQN("MlpPolicy", "CartPole-v1", policy_kwargs=arch(), device="cpu", buffer_size=100)
+    neurons = discover(model)
+    assert _names(model) == {"q_net": ["q_net.0", "q_net.2"], "q_net_target": ["q_net.0", "q_net.2"]}
+    assert neurons.trainable_networks == ["q_net"]
+    for group in neurons.networks["q_net"]:
+        assert group.twin.name == group.name and group.twin.producer is not group.producer
+        assert group.twin.network == "q_net_target" and group.optimizers == (model.policy.optimizer,)
 
 
 def test_check_networks_names_the_bad_and_the_existing_ones():

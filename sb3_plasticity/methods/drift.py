@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import torch as th
-from stable_baselines3.common.policies import ActorCriticPolicy
-from stable_baselines3.sac.policies import Actor as SACActor
 
+from sb3_plasticity.adapters import adapter_for, evaluation_mode
 from sb3_plasticity.capture import sample_batch
 
 __all__ = ["PolicyProbe"]
@@ -16,10 +15,17 @@ __all__ = ["PolicyProbe"]
 class PolicyProbe:
     """A fixed batch of observations on which the policy's output is compared before and after an event.
 
-    The drift is the mean absolute action change for deterministic policies (TD3, DDPG: tag suffix
-    ``action_change``) and the mean ``KL(before || after)`` of the action distributions for stochastic ones
-    (SAC: the Gaussian before tanh squashing, which has the same KL; PPO/A2C: the action distribution;
-    tag suffix ``policy_kl``).
+    What is compared comes from the policy's adapter (:func:`~sb3_plasticity.adapters.adapter_for`):
+
+    - stochastic policies (SAC, TQC, CrossQ: the Gaussian before tanh squashing, which has the same KL; PPO/A2C: the
+      action distribution): the mean ``KL(before || after)``, tag suffix ``policy_kl``;
+    - deterministic continuous policies (TD3, DDPG, DrQ-v2, DACER's mean action): the mean absolute action change,
+      tag suffix ``action_change``;
+    - greedy discrete policies (DQN, QR-DQN): the fraction of probe observations whose greedy action changed, tag
+      suffix ``action_change``.
+
+    The policy runs in eval mode (norms with running statistics read them, see
+    :func:`~sb3_plasticity.adapters.evaluation_mode`), so the drift is 0 when no weight changed.
 
     :param algorithm: the SB3 algorithm.
     :param observations: the probe batch (kept as given, on the model's device).
@@ -30,10 +36,9 @@ class PolicyProbe:
         self.algorithm = algorithm
         self.observations = observations
         self.actions = actions
-        policy = algorithm.policy
-        self.deterministic = not isinstance(policy, ActorCriticPolicy) and not isinstance(
-            getattr(policy, "actor", None), SACActor
-        )
+        self.adapter = adapter_for(algorithm.policy)
+        self.deterministic = not self.adapter.is_stochastic(algorithm.policy)
+        self.discrete = self.deterministic and self.adapter.discrete_actions(algorithm.policy)
         self.name = "action_change" if self.deterministic else "policy_kl"
 
     @classmethod
@@ -44,17 +49,15 @@ class PolicyProbe:
     @th.no_grad()
     def output(self) -> Any:
         policy = self.algorithm.policy
-        obs = self.observations
-        if isinstance(policy, ActorCriticPolicy):
-            return policy.get_distribution(obs).distribution
-        actor = policy.actor
-        if isinstance(actor, SACActor):
-            mean, log_std, kwargs = actor.get_action_dist_params(obs)
-            return actor.action_dist.proba_distribution(mean, log_std, **kwargs).distribution
-        return actor(obs)
+        with evaluation_mode(policy):
+            if self.deterministic:
+                return self.adapter.action(policy, self.observations)
+            return self.adapter.distribution(policy, self.observations)
 
     @th.no_grad()
     def drift(self, before: Any, after: Any) -> float:
+        if self.discrete:
+            return float((after != before).float().mean())
         if self.deterministic:
             return float((after - before).abs().mean())
         if isinstance(before, list):  # MultiCategorical

@@ -32,17 +32,13 @@ import importlib
 import itertools
 import numbers
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch as th
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList, EventCallback
-from stable_baselines3.common.policies import ActorCriticPolicy
-from stable_baselines3.sac.policies import Actor as SACActor
-from stable_baselines3.sac.policies import SACPolicy
-from stable_baselines3.td3.policies import TD3Policy
 from torch import nn
 
+from sb3_plasticity.adapters import HeadSlot, adapter_for, evaluation_mode
 from sb3_plasticity.capture import buffer_ready, sample_batch
 from sb3_plasticity.methods.base import PlasticityCallback, check_positive_int
 from sb3_plasticity.neurons import Branch, DefaultInit, InitScheme, discover
@@ -103,97 +99,30 @@ class InjectedHead(nn.Module):
 
 
 # ----------------------------------------------------------------------------------------------------
-# Where the heads are
+# Where the heads are: the policy's adapter knows (sb3_plasticity.adapters)
 # ----------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class _Slot:
-    """A place that holds one module: a child ``key`` of ``container``."""
-
-    container: nn.Module
-    key: str
-
-    @property
-    def module(self) -> nn.Module:
-        return self.container._modules[self.key]
-
-    def set(self, module: nn.Module) -> None:
-        # Module.__setattr__ replaces the registered child in place: a Sequential keeps its order and indices
-        setattr(self.container, self.key, module)
-
-
-def _sequential_slots(module: nn.Module) -> list[_Slot]:
-    slots: list[_Slot] = []
-    for key, child in module._modules.items():
-        slots += _sequential_slots(child) if isinstance(child, nn.Sequential) else [_Slot(module, key)]
-    return slots
-
-
-def _is_drqv2(policy: nn.Module) -> bool:
-    # imported here: sb3_plasticity.algos imports the package's policies, which must not wait for the methods
-    from sb3_plasticity.algos.drqv2_policies import DrQV2Policy
-
-    return isinstance(policy, DrQV2Policy)
+_Slot = HeadSlot
 
 
 def head_networks(policy: nn.Module) -> list[str]:
     """The networks of a policy that have an injectable head (target networks excluded)."""
-    if isinstance(policy, TD3Policy) or _is_drqv2(policy):
-        return ["actor", "critic"]
-    if isinstance(policy, SACPolicy):
-        return ["actor", "critic"]
-    if isinstance(policy, ActorCriticPolicy):
-        return ["policy", "value"]
-    raise ValueError(
-        f"plasticity injection supports the policies of TD3, DDPG, SAC, PPO, A2C and DrQ-v2 (TD3Policy, SACPolicy, "
-        f"ActorCriticPolicy, DrQV2Policy and their subclasses), not {type(policy).__name__}"
-    )
+    adapter = adapter_for(policy)
+    heads = adapter.head_networks(policy)
+    if not heads:
+        raise ValueError(
+            f"plasticity injection supports the policies of TD3, DDPG, SAC, TQC, CrossQ, PPO, A2C, DQN, QR-DQN and "
+            f"DrQ-v2; {type(policy).__name__} ({adapter.family}) has no injectable head"
+        )
+    return heads
 
 
 def _target_name(policy: nn.Module, network: str) -> str | None:
-    name = f"{network}_target"
-    return name if isinstance(getattr(policy, name, None), nn.Module) else None
-
-
-def _routes(module: nn.Module, where: str) -> list[list[_Slot]]:
-    """The routes through a network's head part: one for a Sequential (its children's order is its data flow), one
-    per task for a multi-head network (each task's output layer is a head), one for a network that names its output
-    layer ``head`` (BroNet)."""
-    if isinstance(module, nn.Sequential):
-        return [_sequential_slots(module)]
-    heads = getattr(module, "heads", None)
-    if isinstance(heads, nn.ModuleList):
-        return [[_Slot(heads, key)] for key in heads._modules]
-    if isinstance(getattr(module, "head", None), nn.Module):
-        return [[_Slot(module, "head")]]
-    raise ValueError(
-        f"cannot locate the head of {where}: it is a {type(module).__name__}, not an nn.Sequential of layers "
-        "(plasticity injection supports SB3's MLP heads, multi-head and BRO-net policies)"
-    )
-
-
-def _slots(container: nn.Module, name: str) -> list[list[_Slot]]:
-    """A named output layer, or each of a per-task list of them (multi-head SAC's ``mu`` / ``log_std``)."""
-    module = getattr(container, name)
-    if isinstance(module, nn.ModuleList):
-        return [[_Slot(module, key)] for key in module._modules]
-    return [[_Slot(container, name)]]
+    return adapter_for(policy).targets(policy).get(network)
 
 
 def _paths(policy: nn.Module, network: str) -> list[list[_Slot]]:
     """Slots along each input-to-output route of a network's head part (features extractors excluded)."""
-    if isinstance(policy, ActorCriticPolicy):
-        mlp = policy.mlp_extractor
-        if network == "policy":
-            return [[*_routes(mlp.policy_net, "mlp_extractor.policy_net")[0], _Slot(policy, "action_net")]]
-        return [[*_routes(mlp.value_net, "mlp_extractor.value_net")[0], _Slot(policy, "value_net")]]
-    root = getattr(policy, network)
-    if network.startswith("critic"):
-        # q_networks is a plain list holding the same Sequentials as qf0, qf1, ...: changed in place, both see it
-        return [r for i, q in enumerate(root.q_networks) for r in _routes(q, f"{network}.qf{i}")]
-    if isinstance(root, SACActor):
-        # with gSDE, log_std is a Parameter (the exploration matrix's scale), not a layer: it is not a head
-        return _slots(root, "mu") + (_slots(root, "log_std") if isinstance(root.log_std, nn.Module) else [])
-    return _routes(root.mu, f"{network}.mu")
+    return adapter_for(policy).head_routes(policy, network)
 
 
 def _head_range(path: list[_Slot], head_layers: int, where: str) -> tuple[int, int]:
@@ -223,11 +152,12 @@ def _head_range(path: list[_Slot], head_layers: int, where: str) -> tuple[int, i
 
 def _check_network(policy: nn.Module, network: str, head_layers: int) -> list[tuple[list[_Slot], int, int]]:
     """The head of every route of ``network`` (and a clear error where it cannot be injected)."""
-    if isinstance(getattr(policy, network, None), SACActor) and head_layers != 1:
+    limit = adapter_for(policy).max_head_layers(policy, network)
+    if limit is not None and head_layers > limit:
         raise ValueError(
             f"head_layers={head_layers}: SAC's actor head is its two output layers `mu` and `log_std`, which read "
-            "the shared `latent_pi`; only head_layers=1 is supported for it (pass networks='critic' to inject deeper "
-            "critic heads)"
+            f"the shared `latent_pi`; only head_layers={limit} is supported for it (pass networks='critic' to inject "
+            "deeper critic heads)"
         )
     if network == "policy" and head_layers > 1 and getattr(policy, "use_sde", False):
         raise ValueError(
@@ -300,15 +230,6 @@ def _init_lookup(policy: nn.Module, network: str) -> Callable[[nn.Module], InitS
     return lambda module: known.get(id(module), DefaultInit())
 
 
-def _policy_optimizers(policy: nn.Module) -> list[th.optim.Optimizer]:
-    found: list[th.optim.Optimizer] = []
-    for module in policy.modules():
-        opt = getattr(module, "optimizer", None)
-        if isinstance(opt, th.optim.Optimizer) and all(opt is not o for o in found):
-            found.append(opt)
-    return found
-
-
 def _swap_parameters(
     policy: nn.Module, network: str, old: Sequence[nn.Parameter], new: Sequence[nn.Parameter]
 ) -> list[th.optim.Optimizer]:
@@ -316,7 +237,8 @@ def _swap_parameters(
     those optimizers. Without any, ``new`` joins the network's optimizer as a parameter group."""
     old_ids = {id(p) for p in old}
     owners = []
-    for opt in _policy_optimizers(policy):
+    adapter = adapter_for(policy)
+    for opt in adapter.optimizers(policy):
         touched = False
         for group in opt.param_groups:
             params: list[nn.Parameter] = []
@@ -332,9 +254,8 @@ def _swap_parameters(
         if touched:
             owners.append(opt)
     if not owners:
-        root = policy if isinstance(policy, ActorCriticPolicy) else getattr(policy, network)
-        opt = getattr(root, "optimizer", None)
-        if not isinstance(opt, th.optim.Optimizer):
+        opt = adapter.optimizer_of(policy, network)
+        if opt is None:
             raise ValueError(f"no optimizer trains {network}'s head, and {network} has no `optimizer` to add it to")
         opt.add_param_group({"params": list(new)})
         owners.append(opt)
@@ -498,20 +419,8 @@ def _callbacks(root: BaseCallback | None) -> Iterator[BaseCallback]:
 @th.no_grad()
 def _network_outputs(policy: nn.Module, network: str, obs: Any, actions: th.Tensor | None) -> list[th.Tensor]:
     """The outputs of ``network`` on a batch (for the function-preservation check logged at injection)."""
-    if isinstance(policy, ActorCriticPolicy):
-        features = policy.extract_features(obs)
-        if not policy.share_features_extractor:
-            features = features[0] if network == "policy" else features[1]
-        if network == "policy":
-            return [policy.action_net(policy.mlp_extractor.forward_actor(features))]
-        return [policy.value_net(policy.mlp_extractor.forward_critic(features))]
-    root = getattr(policy, network)
-    if network == "critic":
-        return list(root(obs, actions))
-    if isinstance(root, SACActor):
-        mean, log_std, _ = root.get_action_dist_params(obs)
-        return [mean, log_std]
-    return [root(obs)]
+    with evaluation_mode(policy):
+        return adapter_for(policy).run(policy, network, obs, actions)
 
 
 class PlasticityInjectionCallback(PlasticityCallback):
@@ -637,7 +546,7 @@ class PlasticityInjectionCallback(PlasticityCallback):
         if buffer_ready(self.model):
             return sample_batch(self.model, 256)
         last_obs = getattr(self.model, "_last_obs", None)
-        if isinstance(self.model.policy, ActorCriticPolicy) and last_obs is not None:
+        if getattr(self.model, "rollout_buffer", None) is not None and last_obs is not None:
             # PPO/A2C inject while a rollout is collected: the envs' current observations are the data at hand
             return self.model.policy.obs_to_tensor(last_obs)[0], None
         return None

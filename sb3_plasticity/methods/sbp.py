@@ -14,10 +14,9 @@ import torch as th
 from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.monitor import Monitor
-from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize
-from stable_baselines3.sac.policies import Actor as SACActor
 
+from sb3_plasticity.adapters import adapter_for
 from sb3_plasticity.capture import Capture, sample_batch
 from sb3_plasticity.methods.base import check_fraction, check_positive_int, check_range
 from sb3_plasticity.methods.intervention import InterventionCallback
@@ -45,18 +44,14 @@ def alpha_dkl(teacher: Distribution, student: Distribution, alpha: float) -> th.
 
 
 def policy_distribution(algorithm, observations: th.Tensor) -> Distribution:
-    """The action distribution of a PPO/A2C policy or a SAC actor, differentiable w.r.t. its parameters.
+    """The action distribution of a stochastic policy (PPO/A2C, or the actor of SAC, TQC, CrossQ), differentiable
+    w.r.t. its parameters, from the policy's adapter (:meth:`~sb3_plasticity.adapters.PolicyAdapter.distribution`).
 
-    SAC: the Gaussian *before* tanh squashing. tanh is a bijection, so the KL between two squashed Gaussians
-    equals the KL between the Gaussians, which has a closed form.
+    SAC-like actors: the Gaussian *before* tanh squashing. tanh is a bijection, so the KL between two squashed
+    Gaussians equals the KL between the Gaussians, which has a closed form.
     """
     policy = algorithm.policy
-    if isinstance(policy, ActorCriticPolicy):
-        dist = policy.get_distribution(observations).distribution
-    else:
-        actor = policy.actor
-        mean, log_std, kwargs = actor.get_action_dist_params(observations)
-        dist = actor.action_dist.proba_distribution(mean, log_std, **kwargs).distribution
+    dist = adapter_for(policy).distribution(policy, observations)
     if not isinstance(dist, (th.distributions.Normal, th.distributions.Categorical)):
         raise ValueError(f"distillation needs a Gaussian or categorical policy, got {type(dist).__name__}")
     return dist
@@ -233,10 +228,10 @@ class CycleResetDistillCallback(InterventionCallback):
     # -- wiring ------------------------------------------------------------------------------------------
     def _init_callback(self) -> None:
         policy = self.model.policy
-        stochastic = isinstance(policy, ActorCriticPolicy) or isinstance(getattr(policy, "actor", None), SACActor)
-        if not stochastic:
+        adapter = adapter_for(policy)
+        if not adapter.is_stochastic(policy):
             raise ValueError(
-                f"CycleResetDistillCallback distils a stochastic actor (PPO, A2C, SAC); "
+                f"CycleResetDistillCallback distils a stochastic actor (PPO, A2C, SAC, TQC, CrossQ); "
                 f"{type(self.model).__name__} has a deterministic one"
             )
         if self.recovery_threshold is not None and getattr(self.model, "rollout_buffer", None) is None:
@@ -244,7 +239,7 @@ class CycleResetDistillCallback(InterventionCallback):
                 f"recovery_threshold={self.recovery_threshold}: recovery training reruns the update on the last rollout "
                 f"(PPO, A2C); {type(self.model).__name__} has none"
             )
-        self.networks = ["policy"] if isinstance(policy, ActorCriticPolicy) else ["actor"]
+        self.networks = [adapter.actor_network(policy)]
         super()._init_callback()
 
     @property
