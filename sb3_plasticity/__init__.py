@@ -238,13 +238,12 @@ def __getattr__(name: str) -> Any:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     module_name, extra = LAZY_NAMES[name]
     try:
-        module = importlib.import_module(module_name)
+        value = getattr(importlib.import_module(module_name), name)  # a module may load its extra in its own getattr
     except ImportError as exc:
         missing = missing_modules(extra) if extra is not None else []
         if missing:
             raise MissingExtraError(extra, f"sb3_plasticity.{name}", missing) from exc
         raise
-    value = getattr(module, name)
     globals()[name] = value  # later accesses skip this function
     return value
 
