@@ -10,6 +10,11 @@ default frequency (``log_freq`` / ``reset_freq``, read from the callback's signa
 SB3's ``MlpPolicy`` and ``ReplayBuffer`` with the same ``--net-arch`` and ``--batch-size``. ``--end-step`` sets the
 callback's T_end (a paper run's length, so that the event grows as much as it would in one).
 
+``--adam`` sets the optimizer of both variants: ``default`` (no ``optimizer_kwargs``: what a user gets, SB3's
+per-tensor Adam for the plain run and the masked policies' default ``Adam(fused=True)`` for NE), ``fused`` (both
+``fused=True``; ``--fused-adam`` is the same) or ``unfused`` (both ``fused=False``: SB3's per-tensor CPU Adam, the
+masked policies' optimizer before they defaulted to fused).
+
 How: everything runs in one process. After one untimed warm-up pair (imports, MuJoCo and torch lazy
 initialisation), the script runs ``--pairs`` alternating pairs ``plain, method, plain, method, ...`` so
 that machine drift (thermal state, other processes such as a test run) affects both variants equally.
@@ -32,6 +37,8 @@ Reproduce (from the repository root)::
         --batch-size 128 --end-step 6000000 --output benchmarks/results/ne_td3_halfcheetah.json
     python benchmarks/bench_overhead.py --method ne --algo td3 --pairs 3 --timesteps 21000 --net-arch 256 128 \
         --batch-size 128 --end-step 6000000 --fused-adam --output benchmarks/results/ne_td3_halfcheetah_fused_adam.json
+    python benchmarks/bench_overhead.py --method ne --algo td3 --pairs 3 --timesteps 21000 --net-arch 256 128 \
+        --batch-size 128 --end-step 6000000 --adam unfused --output benchmarks/results/ne_td3_halfcheetah_unfused_adam.json
 """
 
 from __future__ import annotations
@@ -67,6 +74,7 @@ METHODS = {
     "ne": (NeuroplasticExpansionCallback, "grow_interval"),
 }
 MASKED_POLICIES = {"td3": MaskedTD3Policy, "sac": MaskedSACPolicy}
+ADAM_SETTINGS = ("default", "fused", "unfused")
 
 
 def default_freq(method: str) -> int:
@@ -87,7 +95,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--freq", type=int, default=None, help="the callback's log_freq / reset_freq (default: its default)")
     p.add_argument("--net-arch", type=int, nargs="+", default=None, help="hidden sizes (default: SB3's)")
     p.add_argument("--batch-size", type=int, default=None, help="default: SB3's")
-    p.add_argument("--fused-adam", action="store_true", help="both variants: Adam(fused=True) (same math, one kernel)")
+    p.add_argument(
+        "--adam",
+        choices=ADAM_SETTINGS,
+        default="default",
+        help="both variants' Adam: default (no optimizer_kwargs), fused (fused=True), unfused (fused=False)",
+    )
+    p.add_argument("--fused-adam", action="store_true", help="the same as --adam fused")
     p.add_argument("--end-step", type=int, default=None, help="ne: the callback's end_step (default: the run's length)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--seed", type=int, default=0)
@@ -97,6 +111,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--output", default=None, help="optional JSON path for the results")
     args = p.parse_args(argv)
+    if args.fused_adam:
+        args.adam = "fused"
     if args.warmup_timesteps is None:
         args.warmup_timesteps = args.learning_starts + 500
     if args.freq is None:
@@ -104,14 +120,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def timed_run(args: argparse.Namespace, monitor: bool, seed: int, timesteps: int) -> tuple[float, int]:
-    """Build a fresh model, time ``model.learn``; return (seconds, events: monitor measurements or resets)."""
+def uses_fused_adam(model: BaseAlgorithm) -> bool:
+    """Whether every optimizer of the model's policy is a fused Adam."""
+    groups = [
+        g
+        for m in model.policy.modules()
+        if isinstance(getattr(m, "optimizer", None), torch.optim.Optimizer)
+        for g in m.optimizer.param_groups
+    ]
+    return bool(groups) and all(bool(g.get("fused")) for g in groups)
+
+
+def timed_run(args: argparse.Namespace, monitor: bool, seed: int, timesteps: int) -> tuple[float, int, bool]:
+    """Build a fresh model, time ``model.learn``; return (seconds, events: monitor measurements or resets, whether
+    the policy's optimizers are fused Adam)."""
     kwargs: dict[str, Any] = {}
     policy_kwargs: dict[str, Any] = {}
     if args.net_arch is not None:
         policy_kwargs["net_arch"] = list(args.net_arch)
-    if args.fused_adam:
-        policy_kwargs["optimizer_kwargs"] = dict(fused=True)
+    if args.adam != "default":
+        policy_kwargs["optimizer_kwargs"] = dict(fused=args.adam == "fused")
     if policy_kwargs:
         kwargs["policy_kwargs"] = policy_kwargs
     if args.batch_size is not None:
@@ -135,13 +163,14 @@ def timed_run(args: argparse.Namespace, monitor: bool, seed: int, timesteps: int
             **kwargs,
         )
         callback = cls(**callback_kwargs) if monitor else None
+        fused = uses_fused_adam(model)
         start = time.perf_counter()
         model.learn(total_timesteps=timesteps, callback=callback)
         elapsed = time.perf_counter() - start
         model.get_env().close()
     if callback is None:
-        return elapsed, 0
-    return elapsed, callback.n_logged if args.method == "monitor" else callback.n_events
+        return elapsed, 0, fused
+    return elapsed, callback.n_logged if args.method == "monitor" else callback.n_events, fused
 
 
 def print_table(pairs: list[dict[str, float]]) -> None:
@@ -165,15 +194,28 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     if args.warmup_timesteps > 0:
         for monitor in (False, True):
-            t, _ = timed_run(args, monitor, args.seed, args.warmup_timesteps)
+            t, _, _ = timed_run(args, monitor, args.seed, args.warmup_timesteps)
             print(f"warm-up {args.method if monitor else 'plain'}: {t:.2f} s (not counted)", flush=True)
 
     pairs: list[dict[str, Any]] = []
     for i in range(args.pairs):
-        plain_s, _ = timed_run(args, False, args.seed + i, args.timesteps)
-        monitor_s, n_logged = timed_run(args, True, args.seed + i, args.timesteps)
-        pairs.append({"plain_s": plain_s, "monitor_s": monitor_s, "ratio": monitor_s / plain_s, "n_logged": n_logged})
-        print(f"pair {i}: plain {plain_s:.2f} s, {args.method} {monitor_s:.2f} s, ratio {monitor_s / plain_s:.3f}", flush=True)
+        plain_s, _, plain_fused = timed_run(args, False, args.seed + i, args.timesteps)
+        monitor_s, n_logged, monitor_fused = timed_run(args, True, args.seed + i, args.timesteps)
+        pairs.append(
+            {
+                "plain_s": plain_s,
+                "monitor_s": monitor_s,
+                "ratio": monitor_s / plain_s,
+                "n_logged": n_logged,
+                "plain_fused_adam": plain_fused,
+                "monitor_fused_adam": monitor_fused,
+            }
+        )
+        print(
+            f"pair {i}: plain {plain_s:.2f} s, {args.method} {monitor_s:.2f} s, ratio {monitor_s / plain_s:.3f} "
+            f"(fused Adam: plain {plain_fused}, {args.method} {monitor_fused})",
+            flush=True,
+        )
 
     plain = [r["plain_s"] for r in pairs]
     mon = [r["monitor_s"] for r in pairs]
