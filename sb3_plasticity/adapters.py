@@ -428,6 +428,11 @@ class OffPolicyAdapter(PolicyAdapter):
     def network_modules(self, policy: nn.Module, paths: Sequence[NetworkPath] | None = None) -> dict[str, list[nn.Module]]:
         if callable(getattr(policy, "neuron_network_modules", None)):
             return super().network_modules(policy, paths)
+        return self.own_network_modules(policy)
+
+    def own_network_modules(self, policy: nn.Module) -> dict[str, list[nn.Module]]:
+        """The modules of each network: the whole ``actor`` / ``critic`` (and targets), or, with a shared extractor,
+        their other children and the extractor as the network ``features`` (``features_target``)."""
         modules: dict[str, list[nn.Module]] = {}
         for network in (*self.actor_names, *self.critic_names):
             net = getattr(policy, network, None)

@@ -36,7 +36,7 @@ from stable_baselines3.sac.policies import Actor as SACActor
 from stable_baselines3.td3.policies import TD3Policy
 from torch import nn
 
-from sb3_plasticity.neurons import NetworkPath, Stage
+from sb3_plasticity.adapters import NetworkPath, OffPolicyAdapter, adapter_for
 
 __all__ = [
     "BRO_BLOCKS",
@@ -82,53 +82,23 @@ def _check_bool(name: str, value: object) -> bool:
 # ----------------------------------------------------------------------------------------------------
 # Discovery helpers shared by the BRO-net and multi-head policies
 # ----------------------------------------------------------------------------------------------------
-_PARTNER = {"actor": "critic", "critic": "actor", "actor_target": "critic_target", "critic_target": "actor_target"}
-_OFF_POLICY_NETWORKS = ("actor", "critic", "actor_target", "critic_target")
-
-
-def _extractor_network(policy: nn.Module, network: str, net: nn.Module) -> str:
-    """The network a features extractor belongs to, named as the built-in discovery does: a shared extractor is a
-    network of its own (``features``, TD3's target pair ``features_target``)."""
-    partner = getattr(policy, _PARTNER[network], None)
-    if partner is not None and partner.features_extractor is net.features_extractor:
-        return "features_target" if network.endswith("_target") else "features"
-    return network
+def _off_policy_adapter(policy: nn.Module) -> OffPolicyAdapter:
+    adapter = adapter_for(policy)
+    if not isinstance(adapter, OffPolicyAdapter):
+        raise TypeError(f"{type(policy).__name__} is not an off-policy actor-critic policy ({adapter.family})")
+    return adapter
 
 
 def _off_policy_paths(policy: nn.Module, routes: Callable[[str, nn.Module], list[Route]]) -> list[NetworkPath]:
-    """One :class:`NetworkPath` per route of every TD3/SAC network (online first, then targets).
-
-    A features extractor with parameters (a CNN) is the first stage of every route, so its last layer's consumers
-    are the first layers of the routes, like in the built-in discovery; a parameter-free one has no neurons.
-    """
-    paths = []
-    for network in _OFF_POLICY_NETWORKS:
-        net = getattr(policy, network, None)
-        if net is None:
-            continue
-        extractor: tuple[Stage, ...] = ()
-        if any(True for _ in net.features_extractor.parameters()):
-            fe_network = _extractor_network(policy, network, net)
-            extractor = (Stage(fe_network, "features_extractor", net.features_extractor),)
-        for route in routes(network, net):
-            paths.append(NetworkPath((*extractor, *(Stage(network, name, module) for name, module in route))))
-    return paths
+    """One :class:`NetworkPath` per route of every TD3/SAC network (online first, then targets), each after the
+    network's features extractor (a shared one is the network ``features``): the policy adapter's
+    :meth:`~sb3_plasticity.adapters.OffPolicyAdapter.paths_from_routes`."""
+    return _off_policy_adapter(policy).paths_from_routes(policy, routes)
 
 
 def _off_policy_network_modules(policy: nn.Module) -> dict[str, list[nn.Module]]:
     """The modules whose parameters make up each network (for the weight norms), like the built-in discovery."""
-    modules: dict[str, list[nn.Module]] = {}
-    for network in _OFF_POLICY_NETWORKS:
-        net = getattr(policy, network, None)
-        if net is None:
-            continue
-        fe_network = _extractor_network(policy, network, net)
-        if fe_network == network:
-            modules[network] = [net]
-        else:
-            modules[network] = [m for name, m in net.named_children() if name != "features_extractor"]
-            modules[fe_network] = [net.features_extractor]
-    return modules
+    return _off_policy_adapter(policy).own_network_modules(policy)
 
 
 def _replace_q_networks(critic: ContinuousCritic, build: Callable[[], nn.Module]) -> None:
