@@ -130,13 +130,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     e = get_entry(args.id)
     runs = expand(e, args.methods, args.envs, args.seeds, args.timesteps, args.budget_scale)
-    check_runs(runs)
     # before any run starts, rather than every run failing inside its worker
     _require("zoo", "sb3-plasticity run (rl-zoo trains every run)")
     for env in sorted({run.env for run in runs}):
         extra = env_extra(env)
         if extra is not None:
             _require(extra, f"{e.id} (env {env})")
+    check_runs(runs)
     options = RunOptions(
         jobs=args.jobs,
         threads=args.threads,
