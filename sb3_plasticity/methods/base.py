@@ -19,6 +19,7 @@ from torch.utils.hooks import RemovableHandle
 from sb3_plasticity.capture import Capture
 from sb3_plasticity.checks import check_fraction, check_nonnegative, check_positive_int, check_range
 from sb3_plasticity.neurons import NeuronGroup, NeuronModel, discover
+from sb3_plasticity.schedule import EveryN
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -231,14 +232,19 @@ class PlasticityCallback(BaseCallback):
         """``(env step, what)`` of this callback's first scheduled event in the current ``learn()``, or None when
         it has no schedule.
 
-        The default reads ``_next_event`` (the next due step, which the scheduled methods keep: the
-        :class:`~sb3_plasticity.InterventionCallback` family and Neuroplastic Expansion) and the interval in
-        ``freq`` or ``grow_interval``; subclasses with another schedule override it.
+        The default reads ``event_schedule`` (an :class:`~sb3_plasticity.schedule.EveryN`, which the scheduled methods
+        keep: the :class:`~sb3_plasticity.InterventionCallback` family and Neuroplastic Expansion), or else
+        ``_next_event`` (the next due step) and the interval in ``freq`` or ``grow_interval``; subclasses with
+        another schedule override it.
         """
-        step = getattr(self, "_next_event", None)
+        schedule = getattr(self, "event_schedule", None)
+        if isinstance(schedule, EveryN):
+            step, interval = schedule.next, schedule.freq
+        else:
+            step = getattr(self, "_next_event", None)
+            interval = getattr(self, "freq", None) or getattr(self, "grow_interval", None)
         if not isinstance(step, int) or isinstance(step, bool) or step <= 0:
             return None
-        interval = getattr(self, "freq", None) or getattr(self, "grow_interval", None)
         return step, f"event (every {interval} env steps)" if interval else "event"
 
     def events_end(self) -> int:

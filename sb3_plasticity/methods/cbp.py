@@ -134,7 +134,7 @@ class CBPCallback(InterventionCallback):
         self.replacement_rate = check_probability("replacement_rate", replacement_rate)
         self.maturity_threshold = check_range("maturity_threshold", maturity_threshold, 0, integer=True)
         self.decay_rate = check_range("decay_rate", decay_rate, 0.0, 1.0, high_open=True)
-        self.log_freq = check_positive_int("log_freq", log_freq, unit="env steps")
+        self.log_freq = self.freq
         self.states: dict[str, CBPLayerState] = {}
         self.capture: _UpdatePassCapture | None = None
         self._step_handles: list = []
@@ -186,8 +186,7 @@ class CBPCallback(InterventionCallback):
         release_fresh_steps()
 
     def _on_step(self) -> bool:
-        if self.num_timesteps >= self._next_event:
-            self._next_event = (self.num_timesteps // self.freq + 1) * self.freq
+        if self.event_schedule.poll(self.num_timesteps):
             self._log_window()
         return True
 

@@ -12,6 +12,7 @@ from sb3_plasticity.checks import check_nonnegative, check_positive_int
 from sb3_plasticity.methods.base import PlasticityCallback
 from sb3_plasticity.methods.drift import PolicyProbe
 from sb3_plasticity.metrics import dormant_mask
+from sb3_plasticity.schedule import EveryN
 
 __all__ = ["InterventionCallback"]
 
@@ -60,14 +61,14 @@ class InterventionCallback(PlasticityCallback):
         freq_name: str = "reset_freq",
     ) -> None:
         super().__init__(networks, verbose)
-        self.freq = check_positive_int(freq_name, freq, unit="env steps")
+        self.event_schedule = EveryN(freq, name=freq_name)
+        self.freq = self.event_schedule.freq
         self.freq_name = freq_name
         self.dormant_tau = check_nonnegative("dormant_tau", dormant_tau)
         self.probe_batch_size = check_positive_int("probe_batch_size", probe_batch_size)
         self.probe: PolicyProbe | None = None
         self.total_reset = 0
         self.n_events = 0
-        self._next_event = 0
         self._probe_capture: Capture | None = None
 
     # -- to implement ------------------------------------------------------------------------------------
@@ -76,21 +77,29 @@ class InterventionCallback(PlasticityCallback):
         raise NotImplementedError
 
     # -- schedule ----------------------------------------------------------------------------------------
+    @property
+    def _next_event(self) -> int:
+        """The step of the next event (``event_schedule.next``; kept for code that reads or sets it directly)."""
+        return self.event_schedule.next
+
+    @_next_event.setter
+    def _next_event(self, step: int) -> None:
+        self.event_schedule.next = step
+
     def _setup(self) -> None:
-        self._next_event = (self.model.num_timesteps // self.freq + 1) * self.freq
+        self.event_schedule.start(self.model.num_timesteps)
         self._probe_capture = Capture(self.neurons, self.neurons.select(self.network_names, targets=False), gradients=False)
 
     def _on_step(self) -> bool:
-        if self.num_timesteps >= self._next_event:
-            self._next_event = (self.num_timesteps // self.freq + 1) * self.freq
+        if self.event_schedule.poll(self.num_timesteps):
             self.run_event()
         return True
 
     def first_event(self) -> tuple[int, str] | None:
-        """The first event of this ``learn()``: ``_next_event``, every ``freq`` steps (a warning at ``learn()``
+        """The first event of this ``learn()``: ``event_schedule.next``, every ``freq`` steps (a warning at ``learn()``
         start says when it falls after the end; see :class:`~sb3_plasticity.PlasticityCallback`)."""
         what = "log" if self.freq_name == "log_freq" else "event"
-        return self._next_event, f"{what} ({self.freq_name}={self.freq})"
+        return self.event_schedule.next, f"{what} ({self.freq_name}={self.freq})"
 
     def _on_rollout_end(self) -> None:
         # PPO/A2C empty the rollout buffer before the next rollout: this is when it can be sampled.

@@ -9,8 +9,9 @@ from typing import Any
 import torch as th
 from torch import nn
 
-from sb3_plasticity.checks import check_positive_int, check_range
+from sb3_plasticity.checks import check_range
 from sb3_plasticity.methods.base import PlasticityCallback
+from sb3_plasticity.schedule import EveryN
 
 __all__ = ["L2InitCallback"]
 
@@ -60,11 +61,11 @@ class L2InitCallback(PlasticityCallback):
     ) -> None:
         super().__init__(networks, verbose)
         self.lam = check_range("lam", lam, 0.0, low_open=True)
-        self.log_freq = check_positive_int("log_freq", log_freq, unit="env steps")
+        self.log_schedule = EveryN(log_freq, name="log_freq")
+        self.log_freq = self.log_schedule.freq
         self.theta0: dict[str, th.Tensor] = {}
         self._entries: list[tuple[str, str, nn.Parameter, th.Tensor | None]] = []  # (network, name, param, mask)
         self._handles: list = []
-        self._next_log = 0
 
     @property
     def state_key(self) -> str:  # type: ignore[override]
@@ -100,7 +101,7 @@ class L2InitCallback(PlasticityCallback):
         for opt, idx in by_optimizer.values():
             entries = [self._entries[k] for k in idx]
             self._handles.append(opt.register_step_pre_hook(lambda o, a, k, entries=entries: self._add_gradient(entries)))
-        self._next_log = (self.model.num_timesteps // self.log_freq + 1) * self.log_freq
+        self.log_schedule.start(self.model.num_timesteps)
 
     @th.no_grad()
     def _add_gradient(self, entries: Sequence[tuple[str, str, nn.Parameter, th.Tensor | None]]) -> None:
@@ -127,8 +128,7 @@ class L2InitCallback(PlasticityCallback):
         return {network: v**0.5 for network, v in sq.items()}
 
     def _on_step(self) -> bool:
-        if self.num_timesteps >= self._next_log:
-            self._next_log = (self.num_timesteps // self.log_freq + 1) * self.log_freq
+        if self.log_schedule.poll(self.num_timesteps):
             total = 0.0
             for network, dist in self.distances().items():
                 penalty = self.lam * dist**2

@@ -14,6 +14,7 @@ from sb3_plasticity.capture import Capture
 from sb3_plasticity.checks import check_nonnegative, check_positive_int
 from sb3_plasticity.methods.base import PlasticityCallback
 from sb3_plasticity.metrics import gradient_correlation, layer_metrics, mean_abs_offdiagonal, pool, weight_l1, weight_norm
+from sb3_plasticity.schedule import EveryN
 
 __all__ = ["PlasticityMonitorCallback"]
 
@@ -103,7 +104,8 @@ class PlasticityMonitorCallback(PlasticityCallback):
         self.grad_correlation_steps = sorted(steps)
         self.grad_correlation_dir = grad_correlation_dir
         self.saved: list[Path] = []  # the .npy files written
-        self.log_freq = check_positive_int("log_freq", log_freq, unit="env steps")
+        self.log_schedule = EveryN(log_freq, name="log_freq")
+        self.log_freq = self.log_schedule.freq
         self.tau = check_nonnegative("tau", tau)
         self.grama_tau = check_nonnegative("grama_tau", grama_tau)
         if rank_samples is not None:
@@ -111,7 +113,6 @@ class PlasticityMonitorCallback(PlasticityCallback):
         self.rank_samples = rank_samples
         self.per_layer = bool(per_layer)
         self.capture: Capture | None = None
-        self._next_arm = 0
         self._logged: set[str] = set()
         self.n_logged = 0  # measurements written (one per network and event)
 
@@ -119,13 +120,13 @@ class PlasticityMonitorCallback(PlasticityCallback):
         if self.capture is not None:
             self.capture.disarm()
         self.capture = Capture(self.neurons, self.neurons.select(self.networks), gradients=True)
-        self._next_arm = self.model.num_timesteps
+        self.log_schedule.start(self.model.num_timesteps, now=True)  # the first measurement: the next training pass
         # a continued run (rl-zoo -i, the experiments runner's resume) saved the matrices of the steps behind it
         self.grad_correlation_steps = [s for s in self.grad_correlation_steps if s > self.model.num_timesteps]
 
     def _on_step(self) -> bool:
         self._flush()
-        if not self.capture.armed and self.num_timesteps >= self._next_arm:
+        if not self.capture.armed and self.log_schedule.is_due(self.num_timesteps):
             self.capture.arm()
             self._logged = set()
         return True
@@ -156,7 +157,7 @@ class PlasticityMonitorCallback(PlasticityCallback):
             while self.grad_correlation_steps and self.num_timesteps >= self.grad_correlation_steps[0]:
                 self.grad_correlation_steps.pop(0)
             # The next measurement is due at the first multiple of log_freq after this one was taken.
-            self._next_arm = (self.num_timesteps // self.log_freq + 1) * self.log_freq
+            self.log_schedule.advance(self.num_timesteps)
 
     def _log_network(self, network: str, save: bool = False) -> None:
         capture = self.capture

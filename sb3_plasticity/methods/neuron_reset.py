@@ -186,8 +186,7 @@ class NeuronResetCallback(InterventionCallback):
         self._phase = "idle"
 
     def _on_step(self) -> bool:
-        if self.num_timesteps >= self._next_event:
-            self._next_event = (self.num_timesteps // self.freq + 1) * self.freq
+        if self.event_schedule.poll(self.num_timesteps):
             self._due = True
         self._advance()
         return True

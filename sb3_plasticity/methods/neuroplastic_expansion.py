@@ -18,6 +18,7 @@ from sb3_plasticity.metrics import dormant_mask
 from sb3_plasticity.networks import LayerNormTD3Policy
 from sb3_plasticity.neurons import NeuronGroup
 from sb3_plasticity.policies import _MaskedOffPolicy
+from sb3_plasticity.schedule import EveryN
 from sb3_plasticity.surgery import release_fresh_steps, reset_neurons, reset_optimizer_entries
 from sb3_plasticity.topology import (
     GROWTH_SCHEDULES,
@@ -218,7 +219,8 @@ class NeuroplasticExpansionCallback(PlasticityCallback):
         self.compose = check_bool("compose", compose)
         # the base class lets one callback claim a network's neurons; composed, NE leaves the claim to the other method
         self.claims_neurons = not compose  # type: ignore[misc]
-        self.grow_interval = check_positive_int("grow_interval", grow_interval, unit="env steps")
+        self.event_schedule = EveryN(grow_interval, name="grow_interval")
+        self.grow_interval = self.event_schedule.freq
         if isinstance(grow_rate, dict):
             if not grow_rate:
                 raise ValueError("grow_rate must be a number or a non-empty {network: rate} dict, got {}")
@@ -237,7 +239,8 @@ class NeuroplasticExpansionCallback(PlasticityCallback):
         self.clip_bound = check_choice("clip_bound", clip_bound, CLIP_BOUNDS)
         self.reset_optimizer = check_bool("reset_optimizer", reset_optimizer)
         self.review_metric = check_choice("review_metric", review_metric, REVIEW_METRICS)
-        self.log_freq = check_positive_int("log_freq", log_freq, unit="env steps")
+        self.log_schedule = EveryN(log_freq, name="log_freq")
+        self.log_freq = self.log_schedule.freq
         self.n_events = 0
         self.total_grown = 0
         self.total_pruned = 0
@@ -255,8 +258,6 @@ class NeuroplasticExpansionCallback(PlasticityCallback):
         self._ratios: dict[str, list[float]] = {}
         self._alive: dict[str, tuple[list[tuple[NeuronGroup, th.Tensor | None]], int]] = {}
         self._handles: list = []
-        self._next_event = 0
-        self._next_log = 0
         self._review_counts = (0, 0)
 
     # -- the method (NE Alg. 1) ---------------------------------------------------------------------------
@@ -345,9 +346,8 @@ class NeuroplasticExpansionCallback(PlasticityCallback):
             self._refresh_alive(net)
         self.clip = None if self.clip_kappa is None else WeightClip(self.clip_kappa, self.clip_bound)
         self._register_step_hooks()
-        t = self.model.num_timesteps
-        self._next_event = (t // self.grow_interval + 1) * self.grow_interval
-        self._next_log = (t // self.log_freq + 1) * self.log_freq
+        self.event_schedule.start(self.model.num_timesteps)
+        self.log_schedule.start(self.model.num_timesteps)
         self._pending, self._event_step, self._grads, self._event_log = set(), None, {}, {}
         self._review_counts = self._review_counters()
         self._log_densities()  # the curve starts at the initial topology
@@ -423,13 +423,11 @@ class NeuroplasticExpansionCallback(PlasticityCallback):
     # -- schedule -------------------------------------------------------------------------------------------
     def _on_step(self) -> bool:
         self._collect()
-        if self.num_timesteps >= self._next_event:
-            self._next_event = (self.num_timesteps // self.grow_interval + 1) * self.grow_interval
-            due = self._next_event - self.grow_interval
+        if self.event_schedule.poll(self.num_timesteps):
+            due = self.event_schedule.last  # the multiple of grow_interval this event belongs to
             if due < self.t_end and self._event_step is None:
                 self._start_event(due)
-        if self.num_timesteps >= self._next_log:
-            self._next_log = (self.num_timesteps // self.log_freq + 1) * self.log_freq
+        if self.log_schedule.poll(self.num_timesteps):
             self._log_health()
             self.dump()
         return True

@@ -30,6 +30,7 @@ from stable_baselines3.common.vec_env import (
 )
 
 from sb3_plasticity.checks import check_choice, check_positive_int
+from sb3_plasticity.schedule import EveryN
 
 __all__ = ["PhaseEvalCallback"]
 
@@ -162,7 +163,8 @@ class PhaseEvalCallback(BaseCallback):
         verbose: int = 0,
     ) -> None:
         super().__init__(verbose)
-        self.eval_freq = check_positive_int("eval_freq", eval_freq, unit="env steps")
+        self.eval_schedule = EveryN(eval_freq, name="eval_freq")
+        self.eval_freq = self.eval_schedule.freq
         self.n_eval_episodes = check_positive_int("n_eval_episodes", n_eval_episodes)
         self.phase_from = check_choice("phase_from", phase_from, _PHASE_FROM)
         self.deterministic = bool(deterministic)
@@ -193,7 +195,6 @@ class PhaseEvalCallback(BaseCallback):
             raise ValueError(f"eval_env must be a Gymnasium env id, a gymnasium.Env or a VecEnv, got {eval_env!r}")
         _check_contract(self.eval_env, "eval_env", ("phase", "set_phase"))
         self._has_name = self.eval_env.has_attr("phase_name")
-        self._next_eval = 0
         self.evaluations: list[dict[str, Any]] = []
         self.last_mean_reward = -np.inf
 
@@ -212,13 +213,12 @@ class PhaseEvalCallback(BaseCallback):
                 "the training env is normalised with VecNormalize but eval_env is not: wrap it in VecNormalize(..., "
                 "training=False, norm_reward=False) like the training env, or give the eval env by its id"
             )
-        self._next_eval = (self.model.num_timesteps // self.eval_freq + 1) * self.eval_freq
+        self.eval_schedule.start(self.model.num_timesteps)
         if self.log_path is not None:
             os.makedirs(self.log_path, exist_ok=True)
 
     def _on_step(self) -> bool:
-        if self.num_timesteps >= self._next_eval:
-            self._next_eval = (self.num_timesteps // self.eval_freq + 1) * self.eval_freq
+        if self.eval_schedule.poll(self.num_timesteps):
             self.evaluate()
         return True
 
