@@ -550,7 +550,13 @@ def test_unknown_network_of_ppo(tmp_path):
 
 
 @pytest.mark.parametrize("method", ONE_PER_CLASS)
-def test_unsupported_algorithm_raises_at_learn_start(tmp_path, method):
+def test_unsupported_algorithm_raises_at_learn_start(tmp_path, method, monkeypatch):
+    from stable_baselines3.dqn.policies import DQNPolicy
+
+    from sb3_plasticity import adapters
+
+    adapters._register_builtins()  # the built-in adapters are registered on first use
+    monkeypatch.delitem(adapters._REGISTRY, DQNPolicy)  # DQN has an adapter since issue 12: take it away
     model = make(DQN, "CartPole-v1", tmp_path, learning_starts=100, policy_kwargs=ARCH)
     with pytest.raises(NeuronDiscoveryError, match="DQNPolicy"):  # a ValueError
         model.learn(200, callback=method.make())
