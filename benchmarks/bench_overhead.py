@@ -20,8 +20,11 @@ initialisation), the script runs ``--pairs`` alternating pairs ``plain, method, 
 that machine drift (thermal state, other processes such as a test run) affects both variants equally.
 Each run builds a fresh model with ``verbose=0`` and ``tensorboard_log=<temp dir>`` for BOTH variants, so
 TensorBoard's own logging cost is in both; both runs of a pair use the same seed (``--seed + pair``).
-Only ``model.learn(...)`` is timed, with ``time.perf_counter()``. The script reports the per-pair times
-and ratios, the ratio of the medians and the ratio of the sums, and optionally writes them as JSON.
+Only ``model.learn(...)`` is timed, with ``time.perf_counter()`` (wall time) and ``time.process_time()`` (this
+process's CPU time, all its threads: on a machine shared with other jobs it moves less than wall time, since time
+spent waiting for a core is not counted; cache and memory-bandwidth contention still are).
+The script reports the per-pair times and ratios, the ratio of the medians and the ratio of the sums, and optionally
+writes them as JSON.
 
 ``torch.set_num_threads(1)`` is set at start: on a small machine (the reference run used 2 CPU cores)
 torch's intra-op thread pool competes with the env and with other processes, which adds noise; one
@@ -131,9 +134,9 @@ def uses_fused_adam(model: BaseAlgorithm) -> bool:
     return bool(groups) and all(bool(g.get("fused")) for g in groups)
 
 
-def timed_run(args: argparse.Namespace, monitor: bool, seed: int, timesteps: int) -> tuple[float, int, bool]:
-    """Build a fresh model, time ``model.learn``; return (seconds, events: monitor measurements or resets, whether
-    the policy's optimizers are fused Adam)."""
+def timed_run(args: argparse.Namespace, monitor: bool, seed: int, timesteps: int) -> tuple[float, float, int, bool]:
+    """Build a fresh model, time ``model.learn``; return (wall seconds, CPU seconds, events: monitor measurements or
+    resets, whether the policy's optimizers are fused Adam)."""
     kwargs: dict[str, Any] = {}
     policy_kwargs: dict[str, Any] = {}
     if args.net_arch is not None:
@@ -164,13 +167,13 @@ def timed_run(args: argparse.Namespace, monitor: bool, seed: int, timesteps: int
         )
         callback = cls(**callback_kwargs) if monitor else None
         fused = uses_fused_adam(model)
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         model.learn(total_timesteps=timesteps, callback=callback)
-        elapsed = time.perf_counter() - start
+        elapsed, cpu = time.perf_counter() - start, time.process_time() - start_cpu
         model.get_env().close()
     if callback is None:
-        return elapsed, 0, fused
-    return elapsed, callback.n_logged if args.method == "monitor" else callback.n_events, fused
+        return elapsed, cpu, 0, fused
+    return elapsed, cpu, callback.n_logged if args.method == "monitor" else callback.n_events, fused
 
 
 def print_table(pairs: list[dict[str, float]]) -> None:
@@ -194,25 +197,29 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     if args.warmup_timesteps > 0:
         for monitor in (False, True):
-            t, _, _ = timed_run(args, monitor, args.seed, args.warmup_timesteps)
+            t, _, _, _ = timed_run(args, monitor, args.seed, args.warmup_timesteps)
             print(f"warm-up {args.method if monitor else 'plain'}: {t:.2f} s (not counted)", flush=True)
 
     pairs: list[dict[str, Any]] = []
     for i in range(args.pairs):
-        plain_s, _, plain_fused = timed_run(args, False, args.seed + i, args.timesteps)
-        monitor_s, n_logged, monitor_fused = timed_run(args, True, args.seed + i, args.timesteps)
+        plain_s, plain_cpu_s, _, plain_fused = timed_run(args, False, args.seed + i, args.timesteps)
+        monitor_s, monitor_cpu_s, n_logged, monitor_fused = timed_run(args, True, args.seed + i, args.timesteps)
         pairs.append(
             {
                 "plain_s": plain_s,
                 "monitor_s": monitor_s,
                 "ratio": monitor_s / plain_s,
                 "n_logged": n_logged,
+                "plain_cpu_s": plain_cpu_s,
+                "monitor_cpu_s": monitor_cpu_s,
+                "cpu_ratio": monitor_cpu_s / plain_cpu_s,
                 "plain_fused_adam": plain_fused,
                 "monitor_fused_adam": monitor_fused,
             }
         )
         print(
-            f"pair {i}: plain {plain_s:.2f} s, {args.method} {monitor_s:.2f} s, ratio {monitor_s / plain_s:.3f} "
+            f"pair {i}: plain {plain_s:.2f} s, {args.method} {monitor_s:.2f} s, ratio {monitor_s / plain_s:.3f}; CPU time "
+            f"plain {plain_cpu_s:.2f} s, {args.method} {monitor_cpu_s:.2f} s, ratio {monitor_cpu_s / plain_cpu_s:.3f} "
             f"(fused Adam: plain {plain_fused}, {args.method} {monitor_fused})",
             flush=True,
         )
@@ -225,12 +232,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "ratio_of_medians": statistics.median(mon) / statistics.median(plain),
         "ratio_of_sums": sum(mon) / sum(plain),
         "pair_ratios": [r["ratio"] for r in pairs],
+        "cpu_ratio_of_sums": sum(r["monitor_cpu_s"] for r in pairs) / sum(r["plain_cpu_s"] for r in pairs),
+        "cpu_ratio_of_medians": statistics.median(r["monitor_cpu_s"] for r in pairs)
+        / statistics.median(r["plain_cpu_s"] for r in pairs),
+        "pair_cpu_ratios": [r["cpu_ratio"] for r in pairs],
     }
     print()
     print_table(pairs)
     print(f"median: plain {summary['median_plain_s']:.2f} s, {args.method} {summary['median_monitor_s']:.2f} s")
     print(f"overhead ratio (sum {args.method} / sum plain): {summary['ratio_of_sums']:.3f}")
     print(f"overhead ratio (median {args.method} / median plain): {summary['ratio_of_medians']:.3f}")
+    print(f"CPU-time ratio (sum {args.method} / sum plain): {summary['cpu_ratio_of_sums']:.3f}")
 
     return write_results(args, info, pairs, summary)
 
