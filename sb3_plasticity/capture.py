@@ -27,6 +27,11 @@ Which pass is recorded (the first gradient-enabled forward after arming, for eac
 - TD3/DDPG and SAC actor: the actor-loss pass. SAC target networks and TD3 target networks run only
   inside ``train()`` under ``no_grad``; their first forward after arming (the TD target) is recorded.
 - PPO/A2C: the first minibatch of the next ``train()``.
+- TQC: as SAC. CrossQ (no target network): the critic's first gradient-enabled forward is its joint pass over
+  ``[observations, next_observations]`` (twice the batch, BatchRenorm in training mode); the actor's is the
+  actor-loss pass.
+- DQN / QR-DQN: ``q_net`` (``quantile_net``): the TD-loss pass; the target network's first forward after arming
+  (the TD target, under ``no_grad``).
 
 :func:`probe` runs the same recording on demand, on a batch from the replay or rollout buffer.
 """
