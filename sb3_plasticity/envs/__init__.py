@@ -8,7 +8,9 @@
 - ``sb3_plasticity/DMC-<domain>-<task>-v0`` and ``sb3_plasticity/DMCPixels-<domain>-<task>-v0`` for the
   papers' DeepMind Control tasks (:mod:`sb3_plasticity.envs.dmc`).
 
-Registration imports neither MuJoCo nor dm_control: the env modules load when an env is made.
+Registration imports neither MuJoCo nor dm_control: the entry points are strings, and the env modules load when an
+env is made. Making a Cycle Friction or ContinualMuJoCo env needs the ``[mujoco]`` extra, a DMC env the ``[dmc]`` extra;
+without it the env's module raises an ``ImportError`` naming the extra (:mod:`sb3_plasticity.extras`).
 The non-stationary envs follow the phase contract of :mod:`sb3_plasticity.envs.base`.
 """
 
