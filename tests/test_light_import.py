@@ -15,7 +15,11 @@ import sb3_plasticity
 from sb3_plasticity.experiments import cli
 from sb3_plasticity.extras import EXTRAS, MissingExtraError, missing_modules, require_extra
 
-BLOCKED = ("mujoco", "dm_control", "rl_zoo3", "sb3_contrib")
+# the four, and every other module of an extra (none is a core dependency, so none may load on import)
+BLOCKED = (
+    *("mujoco", "dm_control", "rl_zoo3", "sb3_contrib"),
+    *("shimmy", "ale_py", "cv2", "ray", "tbparse", "rliable", "matplotlib", "pandas", "optuna"),
+)
 ROOT = Path(__file__).resolve().parents[1]
 
 # Runs in a fresh interpreter with the optional packages blocked as if not installed (an import of them, or of one
