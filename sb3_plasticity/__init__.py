@@ -222,8 +222,9 @@ LAZY_NAMES: dict[str, tuple[str, str | None]] = {
     # Gymnasium's MuJoCo envs are the base classes, so the module imports MuJoCo
     "CycleFrictionMixin": ("sb3_plasticity.envs.cycle_friction", "mujoco"),
     "make_cycle_friction_env": ("sb3_plasticity.envs.cycle_friction", "mujoco"),
-    # masked policies of sb3-contrib's TQC (and SB3's DQN, in the same module)
+    # masked policies of sb3-contrib's TQC and QR-DQN (and SB3's DQN, in the same module)
     "MaskedTQCPolicy": ("sb3_plasticity.masked_contrib", "contrib"),
+    "MaskedQRDQNPolicy": ("sb3_plasticity.masked_contrib", "contrib"),
     "MaskedDQNPolicy": ("sb3_plasticity.masked_contrib", "contrib"),
     # policy adapters: core only, loaded lazily to keep the import of this package light
     "PolicyAdapter": ("sb3_plasticity.adapters", None),
