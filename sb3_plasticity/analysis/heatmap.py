@@ -24,6 +24,9 @@ __all__ = ["GradientHeatmapCallback", "save_heatmap_png"]
 def save_heatmap_png(array: np.ndarray, path: str, title: str | None = None, cmap: str = "Greys") -> None:
     """Write a 2-d array as a PNG heat map (matplotlib's Agg canvas, no pyplot state): rows are output neurons,
     columns input features; with the default ``"Greys"`` darker is higher, as in the NE paper's Fig. 11."""
+    from sb3_plasticity.extras import require_extra
+
+    require_extra("report", "GradientHeatmapCallback's PNG images (matplotlib)")
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
