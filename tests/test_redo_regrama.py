@@ -82,15 +82,14 @@ def _run_event(model, cb):
                 return hook
 
             first = opt.register_step_pre_hook(snap("before"))
-            cb._due = True
-            cb._advance()  # arms the capture and registers the reset hook, after ours
+            cb.request_event()  # arms the capture and registers the reset hook, after ours
             last = opt.register_step_pre_hook(snap("after"))
             model.train(gradient_steps=1, batch_size=64)
             first.remove()
             last.remove()
             records = {g.name: cb.capture.records[g] for g in cb.capture.groups}
-            cb._advance()  # logs the finished event
-            counts = dict(cb._counts)
+            cb.advance()  # logs the finished event
+            counts = cb.last_counts
     return batch, records, snaps, counts
 
 
@@ -245,3 +244,36 @@ def test_a2c_events_run_and_log_their_counts(cls, tag, monkeypatch):
     }
     if cls is ReDoCallback:
         assert scored == [8 * 2] * 4  # the whole rollout: n_steps * n_envs
+
+
+def test_request_event_runs_one_event_outside_the_schedule():
+    """request_event() (public): ReDo scores and resets at once; ReGraMa arms the next training pass, which resets,
+    and advance() after it logs the event. Neither runs a second event unasked."""
+    model = _trained_td3()
+    _kill(model)
+    redo = ReDoCallback(reset_freq=10_000, tau=0.0, networks=["critic"])
+    redo.init_callback(model)
+    redo.request_event()
+    assert redo.n_events == 1
+    assert all(redo.last_counts[("critic", name)] >= len(idx) for name, idx in KILLED.items())
+    redo.advance()
+    assert redo.n_events == 1
+
+    model = _trained_td3()
+    _kill(model)
+    grama = GraMaResetCallback(reset_freq=10_000, tau=0.0, networks=["critic"])
+    grama.init_callback(model)
+    with pytest.raises(RuntimeError, match="request_event"):
+        grama.run_event()
+    grama.request_event()
+    assert grama.capture.armed and grama.n_events == 0  # the reset waits for the algorithm's training pass
+    model.train(gradient_steps=1, batch_size=64)
+    grama.advance()
+    assert grama.n_events == 1 and not grama.capture.armed
+    assert all(grama.last_counts[("critic", name)] >= len(idx) for name, idx in KILLED.items())
+    model.train(gradient_steps=1, batch_size=64)
+    grama.advance()  # measures the ratio after the event, starts nothing
+    model.train(gradient_steps=1, batch_size=64)
+    grama.advance()
+    assert grama.n_events == 1
+    grama.on_training_end()

@@ -90,15 +90,14 @@ def test_regrama_in_a_residual_layernorm_block_flags_neurons_that_no_longer_move
             net.features_extractor.block[3].weight[:, [1, 2]] = 0.0  # their output no longer reaches anything
     cb = GraMaResetCallback(reset_freq=1000, tau=0.0, networks="critic")
     cb.init_callback(model)
-    cb._due = True
-    cb._advance()  # arm: the next training pass is scored and reset between backward and step
+    cb.request_event()  # arm: the next training pass is scored and reset between backward and step
     model.train(gradient_steps=1, batch_size=64)
     record = cb.capture.records[next(g for g in cb.capture.groups if g.name == "features_extractor.block.0")]
-    cb._advance()
+    cb.advance()
     # the zero-gradient neurons are flagged although they are active (after LayerNorm + ReLU)
     assert (record.grad[:, [1, 2]] == 0).all()
     assert (record.activation[:, [1, 2]].abs().sum(dim=0) > 0).all()
-    assert cb._counts[("critic", "features_extractor.block.0")] >= 2
+    assert cb.last_counts[("critic", "features_extractor.block.0")] >= 2
     block = model.critic.features_extractor.block
     assert block[1].weight[[1, 2]].eq(1.0).all() and block[1].bias[[1, 2]].eq(0.0).all()  # LayerNorm entries reset
     target = model.critic_target.features_extractor.block

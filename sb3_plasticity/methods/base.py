@@ -143,10 +143,13 @@ class PlasticityCallback(BaseCallback):
 
     def _drop_hooks(self) -> None:
         """Disarm every :class:`~sb3_plasticity.capture.Capture` and remove every hook handle this callback keeps in
-        its attributes (the fallback of :meth:`_abort`)."""
+        its attributes, or in an attribute with a ``drop_hooks()`` method (an event mechanism), which is called (the
+        fallback of :meth:`_abort`)."""
         for value in list(vars(self).values()):
             if isinstance(value, Capture):
                 value.disarm()
+            elif callable(getattr(value, "drop_hooks", None)):
+                value.drop_hooks()
             elif isinstance(value, RemovableHandle):
                 value.remove()
             elif isinstance(value, (list, tuple)):

@@ -15,7 +15,7 @@ from sb3_plasticity.metrics import lowest
 from sb3_plasticity.neurons import NeuronGroup
 from sb3_plasticity.surgery import hold_fresh_steps, release_fresh_steps, reset_neurons
 
-__all__ = ["NeuronResetCallback", "ResetTracker"]
+__all__ = ["BatchScoring", "EventMechanism", "NeuronResetCallback", "ResetTracker", "TrainingPassScoring"]
 
 
 class ResetTracker:
@@ -128,15 +128,12 @@ class NeuronResetCallback(InterventionCallback):
         self.tracker = ResetTracker()
         self.outgoing = check_choice("outgoing", outgoing, ("zero", "keep"))
         self.capture: Capture | None = None
-        self._due = False
-        self._phase = "idle"  # training_pass: idle -> scoring -> waiting -> after -> idle
-        self._pending: set[str] = set()  # networks not yet reset in the current training-pass event
-        self._skipped: set[str] = set()  # networks of the current event skipped for NaN/inf statistics
+        if self.scored_on not in EVENT_MECHANISMS:
+            raise ValueError(f"scored_on must be one of {tuple(EVENT_MECHANISMS)!r}, got {self.scored_on!r}")
+        self.events: EventMechanism = EVENT_MECHANISMS[self.scored_on](self)
+        self._due = False  # an event is due (scheduled or requested) and has not started yet
         self._counts: dict[tuple[str, str], int] = {}
         self._drift = 0.0
-        self._event_updates = 0
-        self._step_handles: list = []
-        self._held: list[th.optim.Optimizer] = []
 
     # -- the method ------------------------------------------------------------------------------------
     def score(self, group: NeuronGroup, record: GroupRecord) -> th.Tensor:
@@ -181,69 +178,58 @@ class NeuronResetCallback(InterventionCallback):
         super()._setup()
         self._teardown()
         groups = self.neurons.select(self.network_names, targets=False)
-        self.capture = Capture(self.neurons, groups, gradients=self.scored_on == "training_pass")
+        self.capture = Capture(self.neurons, groups, gradients=self.events.needs_gradients)
         self._due = False
-        self._phase = "idle"
 
     def _on_step(self) -> bool:
         if self.event_schedule.poll(self.num_timesteps):
             self._due = True
-        self._advance()
+        self.advance()
         return True
 
     def _on_rollout_start(self) -> None:
-        self._advance()
+        self.advance()
 
     def _on_rollout_end(self) -> None:
         super()._on_rollout_end()
-        self._advance()
+        self.advance()
 
-    def _advance(self) -> None:
-        if self.scored_on == "batch":
-            if self._due and buffer_ready(self.model):
-                self._due = False
-                self._batch_event()
-            return
-        if self._phase == "scoring" and not self._pending:
-            self._phase = "waiting"
-            self._finish_training_pass_event()  # idle again when every network was skipped
-        elif self._phase == "waiting" and self.model._n_updates > self._event_updates:
-            self.capture.arm()
-            self._phase = "after"
-        elif self._phase == "after" and self.capture.complete:
-            self._log_ratios("after")
-            self.dump()
-            self.capture.disarm()
-            self._phase = "idle"
-        if self._phase == "idle" and self._due:
+    def request_event(self) -> None:
+        """Ask for an event now, outside the schedule: it starts at once when it can (:meth:`advance`), else at the
+        next step or rollout boundary (``"batch"``: once the buffer holds data; ``"training_pass"``: once the
+        previous event is done, its reset then runs in the next training pass). Between ``init_callback`` and the
+        algorithm's ``train()`` (a test driving the algorithm by hand), call :meth:`advance` after ``train()`` to
+        finish and log a training-pass event."""
+        self._due = True
+        self.advance()
+
+    def advance(self) -> None:
+        """Move the event mechanism on: start a due event if it can start now, finish one whose training pass has
+        run, log the measurement after it. The callback calls it at every step and rollout boundary."""
+        if self.events.advance(self._due):
             self._due = False
-            self._start_training_pass_event()
+
+    @property
+    def last_counts(self) -> dict[tuple[str, str], int]:
+        """Neurons reset per ``(network, layer)`` by the last event (the one in progress for a training-pass event
+        whose networks are not all reset yet)."""
+        return dict(self._counts)
 
     def _finish(self) -> None:
-        if self._phase == "scoring" and self._counts:
-            self._finish_training_pass_event()  # an event completed in the last train() of this learn()
+        self.events.finish()
         self._teardown()
 
     def _teardown(self) -> None:
         if self.capture is not None:
             self.capture.disarm()
-        for handle in self._step_handles:
-            handle.remove()
-        if self._step_handles:
-            release_fresh_steps(self._held, hold=True)
-        self._step_handles = []
-        self._held = []
+        self.events.teardown()
         release_fresh_steps()  # idle fresh-step hooks; pending ones stay until their entries get a gradient
-        self._phase = "idle"
-        self._pending = set()
 
     # -- ReDo-style event: a batch, now ---------------------------------------------------------------------
     def run_event(self) -> dict[tuple[str, str], int]:
         """Run one event now and return the resets per ``(network, layer)`` (``scored_on="batch"`` only: a
-        training-pass event needs the algorithm's next update)."""
-        if self.scored_on != "batch":
-            raise RuntimeError(f"{type(self).__name__} resets during the algorithm's next training pass, not on demand")
-        self._batch_event()
+        training-pass event needs the algorithm's next update; see :meth:`request_event`)."""
+        self.events.run_now()
         return dict(self._counts)
 
     def _batch_event(self) -> None:
@@ -260,48 +246,6 @@ class NeuronResetCallback(InterventionCallback):
         self._log_ratios("after")
         self._log_event()
         release_fresh_steps()
-
-    # -- ReGraMa-style event: the next training pass, reset between backward and step ----------------------
-    def _start_training_pass_event(self) -> None:
-        self.ensure_probe()
-        self._counts, self._drift = {}, 0.0
-        self._pending = {g.network for g in self.capture.groups}
-        self._skipped = set()
-        self.capture.arm()
-        optimizers = {id(o): o for g in self.capture.groups for o in self.neurons.optimizers_of(g.producer.weight)}
-        self._held = list(optimizers.values())
-        hold_fresh_steps(self._held)  # registered now: no hook may be added while an optimizer runs its hooks
-        self._step_handles = [opt.register_step_pre_hook(self.guarded(self._before_step)) for opt in self._held]
-        self._phase = "scoring"
-
-    def _before_step(self, optimizer: th.optim.Optimizer, args, kwargs) -> None:
-        """Pre-step hook: reset the networks this optimizer updates once their pass is fully recorded."""
-        for network in sorted(self._pending):
-            groups = [g for g in self.capture.groups if g.network == network]
-            if optimizer not in self.neurons.optimizers_of(groups[0].producer.weight):
-                continue
-            if not self.capture.network_complete(network):
-                continue
-            self._pending.discard(network)
-            if not self.check_finite(self.capture, groups, dump=False):
-                self._skipped.add(network)  # a diverging network: no score, no reset
-                continue
-            self._log_ratios("before", network)
-            self.reset_groups(groups, zero_grad=True)
-
-    def _finish_training_pass_event(self) -> None:
-        for handle in self._step_handles:
-            handle.remove()
-        self._step_handles = []
-        self.capture.disarm()
-        release_fresh_steps(self._held, hold=True)
-        self._event_updates = self.model._n_updates
-        if self._skipped and self._skipped >= {g.network for g in self.capture.groups}:
-            self._skipped = set()
-            self._phase = "idle"  # skipped in every network: nothing to log but the count
-            self.dump()
-            return
-        self._log_event()
 
     # -- logging ----------------------------------------------------------------------------------------
     def _log_event(self) -> None:
@@ -342,3 +286,161 @@ class NeuronResetCallback(InterventionCallback):
     def set_state(self, state: dict[str, Any]) -> None:
         super().set_state(state)
         self.tracker.set_state(state.get("ever_reset"))
+
+
+class EventMechanism:
+    """How a :class:`NeuronResetCallback` event gets its scores and when its reset runs (the callback's
+    ``scored_on``). The callback owns the schedule, the scores, the selection, the reset and the logs; the mechanism
+    owns the event's progress and the hooks it needs.
+
+    :param callback: the callback whose events this mechanism runs.
+    """
+
+    needs_gradients: ClassVar[bool] = False  # whether the callback's capture records gradients
+
+    def __init__(self, callback: NeuronResetCallback) -> None:
+        self.callback = callback
+
+    def advance(self, due: bool) -> bool:
+        """Move on at a step or rollout boundary; True when a due event was started (the request is taken)."""
+        raise NotImplementedError
+
+    def run_now(self) -> None:
+        """Run a whole event now."""
+        raise RuntimeError(
+            f"{type(self.callback).__name__} resets during the algorithm's next training pass, not on demand: use "
+            "request_event()"
+        )
+
+    def finish(self) -> None:
+        """The ``learn()`` ends: complete what can be completed."""
+
+    def teardown(self) -> None:
+        """Remove the mechanism's hooks and forget an event in progress."""
+
+    def drop_hooks(self) -> None:
+        """Remove every hook handle (the fallback of the callback's abort, see ``PlasticityCallback._abort``)."""
+
+
+class BatchScoring(EventMechanism):
+    """``scored_on="batch"`` (ReDo, ReBorn): a due event runs at once, on a training batch sampled from the buffer
+    (``NeuronResetCallback._batch_event``), as soon as the buffer holds data; no hook stays between events."""
+
+    def advance(self, due: bool) -> bool:
+        if due and buffer_ready(self.callback.model):
+            self.callback._batch_event()
+            return True
+        return False
+
+    def run_now(self) -> None:
+        self.callback._batch_event()
+
+
+class TrainingPassScoring(EventMechanism):
+    """``scored_on="training_pass"`` (ReGraMa): a due event records the algorithm's next training pass and resets
+    in the optimizer's pre-step hook of that pass, between backward and step, network by network as each network's
+    pass is recorded; then the ratio after the event is measured on the first training pass that starts at least
+    one update later.
+
+    Its progress: ``idle -> scoring`` (capture armed, pre-step hooks registered) ``-> waiting`` (every network reset
+    or skipped, event logged) ``-> after`` (capture armed again) ``-> idle`` (ratio after the event logged).
+    """
+
+    needs_gradients = True
+
+    def __init__(self, callback: NeuronResetCallback) -> None:
+        super().__init__(callback)
+        self.phase = "idle"
+        self.pending: set[str] = set()  # networks not yet reset in the current event
+        self.skipped: set[str] = set()  # networks of the current event skipped for NaN/inf statistics
+        self.event_updates = 0  # the algorithm's _n_updates when the current event's resets were done
+        self.handles: list = []
+        self.held: list[th.optim.Optimizer] = []
+
+    def advance(self, due: bool) -> bool:
+        cb = self.callback
+        if self.phase == "scoring" and not self.pending:
+            self.phase = "waiting"
+            self._finish_event()  # idle again when every network was skipped
+        elif self.phase == "waiting" and cb.model._n_updates > self.event_updates:
+            cb.capture.arm()
+            self.phase = "after"
+        elif self.phase == "after" and cb.capture.complete:
+            cb._log_ratios("after")
+            cb.dump()
+            cb.capture.disarm()
+            self.phase = "idle"
+        if self.phase == "idle" and due:
+            self._start_event()
+            return True
+        return False
+
+    def finish(self) -> None:
+        if self.phase == "scoring" and self.callback._counts:
+            self._finish_event()  # an event completed in the last train() of this learn()
+
+    def teardown(self) -> None:
+        self._remove_handles()
+        self.phase = "idle"
+        self.pending = set()
+
+    def drop_hooks(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+
+    def _remove_handles(self) -> None:
+        had = bool(self.handles)
+        for handle in self.handles:
+            handle.remove()
+        if had:
+            release_fresh_steps(self.held, hold=True)
+        self.handles = []
+        self.held = []
+
+    def _start_event(self) -> None:
+        cb = self.callback
+        cb.ensure_probe()
+        cb._counts, cb._drift = {}, 0.0
+        self.pending = {g.network for g in cb.capture.groups}
+        self.skipped = set()
+        cb.capture.arm()
+        optimizers = {id(o): o for g in cb.capture.groups for o in cb.neurons.optimizers_of(g.producer.weight)}
+        self.held = list(optimizers.values())
+        hold_fresh_steps(self.held)  # registered now: no hook may be added while an optimizer runs its hooks
+        self.handles = [opt.register_step_pre_hook(cb.guarded(self._before_step)) for opt in self.held]
+        self.phase = "scoring"
+
+    def _before_step(self, optimizer: th.optim.Optimizer, args, kwargs) -> None:
+        """Pre-step hook: reset the networks this optimizer updates once their pass is fully recorded."""
+        cb = self.callback
+        for network in sorted(self.pending):
+            groups = [g for g in cb.capture.groups if g.network == network]
+            if optimizer not in cb.neurons.optimizers_of(groups[0].producer.weight):
+                continue
+            if not cb.capture.network_complete(network):
+                continue
+            self.pending.discard(network)
+            if not cb.check_finite(cb.capture, groups, dump=False):
+                self.skipped.add(network)  # a diverging network: no score, no reset
+                continue
+            cb._log_ratios("before", network)
+            cb.reset_groups(groups, zero_grad=True)
+
+    def _finish_event(self) -> None:
+        cb = self.callback
+        for handle in self.handles:
+            handle.remove()
+        self.handles = []
+        cb.capture.disarm()
+        release_fresh_steps(self.held, hold=True)
+        self.event_updates = cb.model._n_updates
+        if self.skipped and self.skipped >= {g.network for g in cb.capture.groups}:
+            self.skipped = set()
+            self.phase = "idle"  # skipped in every network: nothing to log but the count
+            cb.dump()
+            return
+        cb._log_event()
+
+
+# scored_on -> the mechanism of its events
+EVENT_MECHANISMS: dict[str, type[EventMechanism]] = {"batch": BatchScoring, "training_pass": TrainingPassScoring}
