@@ -378,7 +378,7 @@ class _UnknownPolicy(nn.Module):
 
 
 def test_unsupported_policy():
-    with pytest.raises(ValueError, match="_UnknownPolicy.*not a policy sb3_plasticity understands"):
+    with pytest.raises(ValueError, match=r"_UnknownPolicy.*not a policy sb3_plasticity understands"):
         injection.head_networks(_UnknownPolicy())
 
 
