@@ -375,8 +375,8 @@ class OffPolicyAdapter(PolicyAdapter):
         for online in ("actor", "critic"):
             if isinstance(getattr(policy, f"{online}_target", None), nn.Module):
                 out[online] = f"{online}_target"
-        if "critic" in out and self._shared(policy, "actor", "critic"):
-            out["features"] = "features_target"
+        if self._shared(policy, "actor_target", "critic_target"):
+            out["features"] = "features_target"  # TD3 with a shared extractor (SAC's critic_target has its own copy)
         return out
 
     @staticmethod
