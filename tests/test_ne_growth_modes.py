@@ -43,8 +43,7 @@ def test_grown_per_event_under_each_schedule(schedule):
     callback.t_end = 4
     grown = []
     for t in range(4):
-        callback._event_step = t
-        grown.append(int(grow_connections(layer, th.rand(10, 10), callback.rate("critic")).sum()))
+        grown.append(int(grow_connections(layer, th.rand(10, 10), callback.rate("critic", step=t)).sum()))
     assert grown == GROWN[schedule]
     assert grow_rate_at(schedule, 0.5, 4, 4) == 0.0  # no growth from T_end on
 

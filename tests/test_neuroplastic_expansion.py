@@ -175,7 +175,7 @@ class _Checked(NeuroplasticExpansionCallback):
     """Checks the invariants after every event and keeps the masks as they were before it."""
 
     def _start_event(self, step):
-        self.masks_before = {k: layer.mask.clone() for k, layer in self._layer_keys().items()}
+        self.masks_before = {k: layer.mask.clone() for k, layer in self.layers_by_key().items()}
         super()._start_event(step)
 
     def _finish_event(self):
@@ -469,7 +469,7 @@ def test_save_load_continue_keeps_masks_and_clip_state(tmp_path):
     model = _td3()
     cb = NECallback(grow_interval=300, grow_rate=0.5)
     model.learn(700, callback=cb)
-    masks = {k: layer.mask.clone() for k, layer in cb._layer_keys().items()}
+    masks = {k: layer.mask.clone() for k, layer in cb.layers_by_key().items()}
     clipped = {k: v.clone() for k, v in cb.get_state()["clipped"].items()}
     model.save(tmp_path / "ne")
     loaded = TD3.load(tmp_path / "ne", env=model.get_env())
@@ -483,8 +483,8 @@ def test_save_load_continue_keeps_masks_and_clip_state(tmp_path):
     loaded.learn(400, callback=cb2, reset_num_timesteps=False)
     assert cb2.n_events == cb.n_events + 1  # counted on from the saved state
     for key, mask in clipped.items():  # clipping of earlier grown connections restored, and extended
-        assert th.all(cb2.clip.clipped[cb2._layer_keys()[key]].cpu() >= mask)
-    layer_masks = {k: layer.mask for k, layer in cb2._layer_keys().items()}
+        assert th.all(cb2.clip.clipped[cb2.layers_by_key()[key]].cpu() >= mask)
+    layer_masks = {k: layer.mask for k, layer in cb2.layers_by_key().items()}
     assert all(th.all(layer_masks[k] >= 0) for k in masks)
     assert sum(int(layer_masks[k].sum()) for k in masks) > sum(int(m.sum()) for m in masks.values())
 

@@ -278,10 +278,11 @@ class NeuroplasticExpansionCallback(PlasticityCallback):
         self._event_log[f"{network}/pruned"] = pruned
         self._event_log[f"{network}/pruned_neurons"] = pruned_neurons
 
-    def rate(self, network: str) -> float:
-        """``rate_t`` of ``network`` at the current event (NE Sec. 3.2; ``schedule``)."""
+    def rate(self, network: str, step: int | None = None) -> float:
+        """``rate_t`` of ``network`` at the event of env step ``step`` (default: the current event; NE Sec. 3.2;
+        ``schedule``, with ``T_end`` = ``t_end``)."""
         rate_0 = self.grow_rate[network] if isinstance(self.grow_rate, dict) else self.grow_rate
-        return grow_rate_at(self.schedule, rate_0, self._event_step, self.t_end)
+        return grow_rate_at(self.schedule, rate_0, self._event_step if step is None else step, self.t_end)
 
     def grow_scores(self, layer: MaskedLinear) -> th.Tensor:
         """``|dL/dW|`` of the recorded pass (gradient growth) or uniform noise (random growth)."""
@@ -591,13 +592,14 @@ class NeuroplasticExpansionCallback(PlasticityCallback):
                 layer.dense_grad_hook = None
         self._pending, self._event_step, self._grads = set(), None, {}
 
-    def _layer_keys(self) -> dict[str, MaskedLinear]:
+    def layers_by_key(self) -> dict[str, MaskedLinear]:
+        """The grown networks' masked layers by ``"<network>/<layer>"`` (the keys of the saved clip state)."""
         return {f"{net}/{name}": layer for net, layers in self.masked.items() for name, layer in layers}
 
     def get_state(self) -> dict[str, Any]:
         clipped = {}
         if self.clip is not None and self.clip_scope == "grown":
-            keys = {layer: key for key, layer in self._layer_keys().items()}
+            keys = {layer: key for key, layer in self.layers_by_key().items()}
             clipped = {keys[layer]: mask.cpu() for layer, mask in self.clip.clipped.items() if layer in keys}
         return {
             "n_events": self.n_events,
@@ -611,7 +613,7 @@ class NeuroplasticExpansionCallback(PlasticityCallback):
         self.total_grown = int(state.get("total_grown", 0))
         self.total_pruned = int(state.get("total_pruned", 0))
         if self.clip is not None and self.clip_scope == "grown":
-            layers = self._layer_keys()
+            layers = self.layers_by_key()
             for key, mask in state.get("clipped", {}).items():
                 if key in layers:
                     self.clip.add(layers[key], mask.to(layers[key].weight.device))
