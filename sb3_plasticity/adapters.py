@@ -773,21 +773,20 @@ def _known_families() -> str:
 
 
 def adapter_for(policy: Any) -> PolicyAdapter:
-    """The adapter of a policy (or of an algorithm's ``policy``): the one registered for the nearest class in its
-    MRO. A policy of no registered family that declares ``neuron_paths()`` / ``neuron_groups()`` gets a
+    """The adapter of a policy (or of an algorithm's ``policy``, or of a policy class): the one registered for the
+    nearest class in its MRO. A policy of no registered family that declares ``neuron_paths()`` / ``neuron_groups()`` gets a
     :class:`DeclaredPolicyAdapter`.
 
     :raises UnsupportedPolicyError: naming the class and how to register an adapter.
     """
     _register_builtins()
-    policy = getattr(policy, "policy", policy)
-    for cls in type(policy).__mro__:
-        adapter = _REGISTRY.get(cls) or _REGISTRY.get(_class_key(cls))
+    cls = policy if isinstance(policy, type) else type(getattr(policy, "policy", policy))
+    for base in cls.__mro__:
+        adapter = _REGISTRY.get(base) or _REGISTRY.get(_class_key(base))
         if adapter is not None:
             return adapter
-    if callable(getattr(policy, "neuron_paths", None)) or callable(getattr(policy, "neuron_groups", None)):
+    if callable(getattr(cls, "neuron_paths", None)) or callable(getattr(cls, "neuron_groups", None)):
         return _DECLARED
-    cls = type(policy)
     raise UnsupportedPolicyError(
         f"{cls.__name__} ({cls.__module__}.{cls.__qualname__}) is not a policy sb3_plasticity understands: no policy "
         f"adapter is registered for it or its base classes (adapters exist for {_known_families()}). Register one "

@@ -86,6 +86,27 @@ def test_each_algorithm_gets_its_family_adapter(name, adapter_cls):
     assert adapter_for(model) is adapter_for(model.policy)
 
 
+def test_the_package_policies_use_their_family_adapter():
+    import sb3_plasticity as sp
+    from sb3_plasticity.adapters import DACERAdapter, DrQV2Adapter
+    from sb3_plasticity.masked_contrib import MaskedDQNPolicy, MaskedQRDQNPolicy, MaskedTQCPolicy
+    from sb3_plasticity.resnet_policies import ResNetSACPolicy
+
+    expected = {
+        TD3Adapter: [sp.LayerNormTD3Policy, sp.BroNetTD3Policy, sp.MultiHeadTD3Policy, sp.MaskedTD3Policy],
+        SACAdapter: [sp.LayerNormSACPolicy, sp.BroNetSACPolicy, sp.MultiHeadSACPolicy, sp.MaskedSACPolicy, ResNetSACPolicy],
+        ActorCriticAdapter: [sp.LayerNormActorCriticPolicy, sp.MaskedActorCriticPolicy],
+        TQCAdapter: [MaskedTQCPolicy],
+        DQNAdapter: [MaskedDQNPolicy, MaskedQRDQNPolicy],
+        DrQV2Adapter: [sp.DrQV2Policy, sp.LayerNormDrQV2Policy, sp.MaskedDrQV2Policy],
+        DACERAdapter: [sp.DACERPolicy],
+    }
+    for adapter_cls, classes in expected.items():
+        for cls in classes:
+            assert type(adapter_for(cls)) is adapter_cls, cls.__name__
+    assert adapter_for(MaskedQRDQNPolicy).net == "quantile_net" and adapter_for(MaskedDQNPolicy).net == "q_net"
+
+
 def test_tqc_quantile_critics_and_targets():
     model = make("tqc", n_quantiles=5)
     neurons = discover(model)
