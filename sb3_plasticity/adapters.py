@@ -27,7 +27,20 @@ adapter; those whose networks are not plain ``nn.Sequential`` declare their path
 
 A custom policy class gets its adapter with ``register_adapter(MyPolicy, MyAdapter())`` (or
 ``@register_adapter(MyPolicy)`` on the adapter class); :func:`adapter_for` raises :class:`UnsupportedPolicyError`
-for a policy whose class (and bases) has none.
+for a policy whose class (and bases) has none. Override only what differs from the closest built-in family, e.g. a
+SAC policy whose actor reads its features through a ``trunk`` Sequential::
+
+    from sb3_plasticity.adapters import SACAdapter, register_adapter
+
+    @register_adapter(MySACPolicy)
+    class MySACAdapter(SACAdapter):
+        family = "my SAC"
+
+        def actor_stages(self, policy, network, actor):
+            # routes after the actor's features extractor: (name inside the actor, module)
+            return [[("trunk", actor.trunk), ("mu", actor.mu)], [("trunk", actor.trunk), ("log_std", actor.log_std)]]
+
+Every method (monitor, ReDo, ReGraMa, Reset, S&P, CBP, SBP, injection, NE) then works on it as on SAC.
 """
 
 from __future__ import annotations
