@@ -1,7 +1,8 @@
 """Wall-time overhead of a plasticity callback on SB3 off-policy training, against plain SB3.
 
 What it measures: the ratio ``time(model.learn with the callback) / time(model.learn without it)`` for
-TD3 (or SAC) on a Gymnasium env (default ``HalfCheetah-v5``), with the callback (``--method``:
+TD3 (or SAC, DQN, and with sb3-contrib TQC, CrossQ, QR-DQN: ``--algo``; DQN and QR-DQN need a discrete env
+such as ``--env CartPole-v1``) on a Gymnasium env (default ``HalfCheetah-v5``), with the callback (``--method``:
 ``monitor`` = PlasticityMonitorCallback, ``redo`` = ReDoCallback, ``regrama`` = GraMaResetCallback) at its
 default frequency (``log_freq`` / ``reset_freq``, read from the callback's signature: 1000 env steps).
 
@@ -42,6 +43,10 @@ Reproduce (from the repository root)::
         --batch-size 128 --end-step 6000000 --fused-adam --output benchmarks/results/ne_td3_halfcheetah_fused_adam.json
     python benchmarks/bench_overhead.py --method ne --algo td3 --pairs 3 --timesteps 21000 --net-arch 256 128 \
         --batch-size 128 --end-step 6000000 --adam unfused --output benchmarks/results/ne_td3_halfcheetah_unfused_adam.json
+    OMP_NUM_THREADS=1 python benchmarks/bench_overhead.py --method regrama --algo tqc --pairs 5 --timesteps 3000 \
+        --output benchmarks/results/regrama_tqc_halfcheetah.json
+    OMP_NUM_THREADS=1 python benchmarks/bench_overhead.py --method redo --algo dqn --env CartPole-v1 --pairs 5 \
+        --timesteps 20000 --output benchmarks/results/redo_dqn_cartpole.json
 """
 
 from __future__ import annotations
@@ -55,7 +60,7 @@ from typing import Any
 
 import torch
 from common import machine_info, write_results
-from stable_baselines3 import SAC, TD3
+from stable_baselines3 import DQN, SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
 
 from sb3_plasticity import (
@@ -68,7 +73,13 @@ from sb3_plasticity import (
     ReDoCallback,
 )
 
-ALGOS: dict[str, type[BaseAlgorithm]] = {"td3": TD3, "sac": SAC}
+ALGOS: dict[str, type[BaseAlgorithm]] = {"td3": TD3, "sac": SAC, "dqn": DQN}
+try:  # sb3-contrib's algorithms (the [contrib] extra): TQC, CrossQ, QR-DQN
+    from sb3_contrib import QRDQN, TQC, CrossQ
+
+    ALGOS.update({"tqc": TQC, "crossq": CrossQ, "qrdqn": QRDQN})
+except ImportError:  # pragma: no cover - without the extra, only SB3's algorithms
+    pass
 # method -> (callback class, name of its frequency parameter)
 METHODS = {
     "monitor": (PlasticityMonitorCallback, "log_freq"),
