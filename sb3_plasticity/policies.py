@@ -19,15 +19,16 @@ These "masked" policies are unrelated to sb3-contrib's ``MaskableActorCriticPoli
 
 **Optimizer.** When the user passes neither ``optimizer_class`` nor ``optimizer_kwargs`` (SB3's default Adam), the
 masked policies build ``Adam(..., fused=True)`` (PyTorch >= 2.4, whose fused kernel runs on CPU as well as CUDA, MPS
-and XPU): the same update rule in one kernel per parameter group, equal to the default Adam up to floating-point
-rounding. Why: a masked weight never gets a gradient, so Adam's second moments of the masked entries (75% at the
-starting density) stay exact zeros, and the default CPU Adam (the per-tensor loop; SB3's default, and ``foreach``,
-which falls back to it on CPU) takes ``torch.sqrt`` of them at every step. ``torch.sqrt`` on CPU goes through
-MKL's vector math (ATen's VML path), which was measured 5-8x slower on exact zeros (and ~40x on denormals) than on
-positive numbers on an AMD EPYC machine, flush-to-zero or not; numpy's ``sqrt`` and the fused kernel's own
-vectorised ``sqrt`` are not. This made NE-TD3 ~1.23x plain TD3 instead of ~1.08x (README, Speed). Any
-``optimizer_class`` or ``optimizer_kwargs`` given by the user (``optimizer_kwargs={}`` too) is used as given; the
-chosen ``fused=True`` is part of ``optimizer_kwargs`` and so of the saved constructor parameters.
+and XPU): the same update rule in one kernel call, equal to SB3's default Adam up to floating-point rounding. Why:
+the gradient of a masked weight is exactly zero, so Adam's second moments of the masked entries (75% at the starting
+density) stay exact zeros (those of pruned connections decay through the denormals), and the CPU Adam that SB3 gets
+by default (the per-tensor loop; ``foreach=True`` is no better on CPU) takes ``torch.sqrt`` of them at every step.
+On CPU that ``sqrt`` goes through MKL's vector math for float32 (ATen's VML path), measured ~6x slower on exact zeros
+and ~40x on denormals than on positive numbers (AMD EPYC, flush-to-zero or not), while numpy's ``sqrt``, bfloat16's
+and the fused kernel's own vectorised one are not; ``benchmarks/bench_adam_kernel.py``. Any ``optimizer_class`` or
+``optimizer_kwargs`` given by the user (``optimizer_kwargs={}`` too) is used as given. The ``fused=True`` chosen here
+is part of ``optimizer_kwargs``, so of the policy's saved constructor parameters, and of the optimizer's state dict
+(``model.save`` / ``load`` keep it).
 """
 
 from __future__ import annotations
