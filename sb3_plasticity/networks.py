@@ -21,11 +21,9 @@ See ``docs/networks.md`` for which neurons each architecture exposes and why.
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import numpy as np
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.policies import ActorCriticPolicy, ContinuousCritic
@@ -37,6 +35,7 @@ from stable_baselines3.td3.policies import TD3Policy
 from torch import nn
 
 from sb3_plasticity.adapters import NetworkPath, OffPolicyAdapter, adapter_for
+from sb3_plasticity.checks import check_bool, check_int
 
 __all__ = [
     "BRO_BLOCKS",
@@ -61,22 +60,6 @@ BRO_BLOCKS = (1, 2, 3, 4)
 
 # A route is one input-to-output data flow through a network: (name inside the network, module) in order.
 Route = list[tuple[str, nn.Module]]
-
-
-def _check_int(name: str, value: object, low: int, high: int | None = None) -> int:
-    ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
-    if ok:
-        ok = low <= value and (high is None or value <= high)
-    if not ok:
-        allowed = f"an integer in [{low}, {high}]" if high is not None else f"an integer >= {low}"
-        raise ValueError(f"{name} must be {allowed}, got {value!r}")
-    return int(value)
-
-
-def _check_bool(name: str, value: object) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"{name} must be True or False, got {value!r}")
-    return bool(value)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -287,9 +270,9 @@ class _BroNetPolicy:
                     f"actor_blocks/critic_blocks, not both (got actor_blocks={actor_blocks}, critic_blocks={critic_blocks})"
                 )
             actor_blocks = critic_blocks = blocks
-        self.width = _check_int("width", width, 1)
-        self.actor_blocks = _check_int("actor_blocks", actor_blocks, BRO_BLOCKS[0], BRO_BLOCKS[-1])
-        self.critic_blocks = _check_int("critic_blocks", critic_blocks, BRO_BLOCKS[0], BRO_BLOCKS[-1])
+        self.width = check_int("width", width, 1)
+        self.actor_blocks = check_int("actor_blocks", actor_blocks, BRO_BLOCKS[0], BRO_BLOCKS[-1])
+        self.critic_blocks = check_int("critic_blocks", critic_blocks, BRO_BLOCKS[0], BRO_BLOCKS[-1])
         if kwargs.get("net_arch") is not None:
             raise ValueError(
                 f"net_arch={kwargs['net_arch']!r}: BRO-net policies are sized by width, actor_blocks and critic_blocks, "
@@ -409,7 +392,7 @@ def task_id_dims(observation_space: spaces.Space, n_tasks: int | None = None) ->
                 "explicitly if the task id has a single dim"
             )
     else:
-        n = _check_int("n_tasks", n_tasks, 1, size)
+        n = check_int("n_tasks", n_tasks, 1, size)
         if not is_task_dim[size - n :].all():
             raise ValueError(
                 f"n_tasks={n}: the last {n} observation dims must be a one-hot task id with low=0 and high=1 exactly, "
@@ -563,7 +546,7 @@ class _MultiHeadPolicy:
     ) -> None:
         self.n_tasks = task_id_dims(observation_space, n_tasks)
         self._n_tasks_arg = n_tasks
-        self.task_in_trunk = _check_bool("task_in_trunk", task_in_trunk)
+        self.task_in_trunk = check_bool("task_in_trunk", task_in_trunk)
         extractor = kwargs.get("features_extractor_class", FlattenExtractor)
         if extractor is not FlattenExtractor:
             raise ValueError(

@@ -27,11 +27,11 @@ from stable_baselines3.common.preprocessing import get_action_dim
 from stable_baselines3.sac.policies import SACPolicy
 from torch import nn
 
+from sb3_plasticity.checks import check_int
 from sb3_plasticity.networks import (
     BRO_BLOCKS,
     BroNet,
     Route,
-    _check_int,
     _off_policy_network_modules,
     _off_policy_paths,
     _replace_q_networks,
@@ -98,9 +98,9 @@ class ResNetSACPolicy(SACPolicy):
     """
 
     def __init__(self, *args: Any, width: int = 256, actor_blocks: int = 1, critic_blocks: int = 1, **kwargs: Any):
-        self.width = _check_int("width", width, 1)
-        self.actor_blocks = _check_int("actor_blocks", actor_blocks, BRO_BLOCKS[0], BRO_BLOCKS[-1])
-        self.critic_blocks = _check_int("critic_blocks", critic_blocks, BRO_BLOCKS[0], BRO_BLOCKS[-1])
+        self.width = check_int("width", width, 1)
+        self.actor_blocks = check_int("actor_blocks", actor_blocks, BRO_BLOCKS[0], BRO_BLOCKS[-1])
+        self.critic_blocks = check_int("critic_blocks", critic_blocks, BRO_BLOCKS[0], BRO_BLOCKS[-1])
         if kwargs.get("net_arch") is not None:
             raise ValueError(
                 f"net_arch={kwargs['net_arch']!r}: ResNetSACPolicy is sized by width, actor_blocks and critic_blocks, "

@@ -18,7 +18,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize
 
 from sb3_plasticity.adapters import adapter_for
 from sb3_plasticity.capture import Capture, sample_batch
-from sb3_plasticity.methods.base import check_fraction, check_positive_int, check_range
+from sb3_plasticity.checks import check_choice, check_fraction, check_positive_int, check_range
 from sb3_plasticity.methods.intervention import InterventionCallback
 from sb3_plasticity.methods.neuron_reset import ResetTracker
 from sb3_plasticity.metrics import activity, contribution_utility, lowest, normalized_scores, outgoing_magnitude
@@ -186,13 +186,10 @@ class CycleResetDistillCallback(InterventionCallback):
         self.distill_tau = check_range("distill_tau", distill_tau, 0.0, low_open=True)
         if distill_lr is not None:
             check_range("distill_lr", distill_lr, 0.0, low_open=True)
-        if outgoing not in ("keep", "zero"):
-            raise ValueError(f"outgoing must be 'keep' or 'zero', got {outgoing!r}")
-        if selection not in self.SELECTIONS:
-            raise ValueError(f"selection must be one of {self.SELECTIONS}, got {selection!r}")
+        check_choice("outgoing", outgoing, ("keep", "zero"))
+        check_choice("selection", selection, self.SELECTIONS)
         self.reset_range = check_fraction("reset_range", reset_range, allow_none=False)
-        if recovery_mode not in ("drop", "absolute"):
-            raise ValueError(f"recovery_mode must be 'drop' or 'absolute', got {recovery_mode!r}")
+        check_choice("recovery_mode", recovery_mode, ("drop", "absolute"))
         if recovery_threshold is not None:
             if recovery_mode == "drop":
                 check_range("recovery_threshold", recovery_threshold, 0.0)
@@ -247,8 +244,7 @@ class CycleResetDistillCallback(InterventionCallback):
         return getattr(self.model, "rollout_buffer", None) is not None
 
     def _on_step(self) -> bool:
-        if self.num_timesteps >= self._next_event:  # due: for PPO/A2C it runs after the rollout's update
-            self._next_event = (self.num_timesteps // self.freq + 1) * self.freq
+        if self.event_schedule.poll(self.num_timesteps):  # due: for PPO/A2C it runs after the rollout's update
             self._due = True
         if self._due and not self.on_policy:
             self._due = False
