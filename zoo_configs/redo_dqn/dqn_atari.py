@@ -10,7 +10,8 @@
 #   84x84 grey frames, 4 stacked, rewards clipped to [-1, 1], no life-loss terminal, 108,000 frames per episode.
 # - Replay ratio 1: one gradient step per agent step (train_freq 1); target update period 2000 agent steps
 #   (Dopamine's 8000 at update period 4, scaled with the replay ratio as timoklein/redo does).
-# - 10M frames = 2.5M agent steps (Sokar et al. Fig. 1; ReDo's dqn_dense.gin runs 40 Dopamine iterations).
+# - 10M frames = 2.5M agent steps (the x-axis of Sokar et al. Fig. 1). ReDo's dqn_dense.gin sets 40 Dopamine
+#   iterations of 250,000 agent steps (40M frames): `-n 10000000` runs that length.
 # Deviations (SB3 / rl_zoo3): SB3's DQN clips gradients at norm 10 (Dopamine: none); torch's default init
 # (Dopamine: Xavier uniform); epsilon decays from step 0 (Dopamine: after the 20,000 warm-up steps); SB3's
 # AtariWrapper presses FIRE on reset in games that have it; no-op starts off (noop_max 0: sticky actions
