@@ -40,7 +40,8 @@ from torch import nn
 
 from sb3_plasticity.adapters import HeadSlot, adapter_for, evaluation_mode
 from sb3_plasticity.capture import buffer_ready, sample_batch
-from sb3_plasticity.methods.base import PlasticityCallback, check_positive_int
+from sb3_plasticity.checks import check_int, check_positive_int, check_range
+from sb3_plasticity.methods.base import PlasticityCallback
 from sb3_plasticity.neurons import Branch, DefaultInit, InitScheme, discover
 
 __all__ = [
@@ -384,25 +385,27 @@ def __getattr__(name: str) -> Any:
 # ----------------------------------------------------------------------------------------------------
 # The callback
 # ----------------------------------------------------------------------------------------------------
+def _injection_step(item: Any) -> int | float:
+    """One entry of ``inject_at``: an env step (an integer >= 1; a float such as ``1e6`` that is an integer counts)
+    or a fraction of the training run in (0, 1)."""
+    if isinstance(item, numbers.Real) and not isinstance(item, numbers.Integral) and float(item).is_integer():
+        item = int(item)
+    if isinstance(item, numbers.Integral):
+        return check_int("inject_at", item, 1)
+    return check_range("inject_at", item, 0.0, 1.0, low_open=True, high_open=True)
+
+
 def _resolve_steps(inject_at: Any) -> list[int | float]:
     items = list(inject_at) if isinstance(inject_at, (list, tuple)) else [inject_at]
     if not items:
         raise ValueError("inject_at must not be empty")
-    steps: list[int | float] = []
-    for item in items:
-        ok = isinstance(item, numbers.Real) and not isinstance(item, bool) and item > 0
-        if ok and item >= 1:
-            ok = float(item).is_integer()
-            item = int(item)
-        elif ok:
-            item = float(item)
-        if not ok:
-            raise ValueError(
-                f"inject_at must be an env step (an integer >= 1), a fraction of the training run in (0, 1), or a "
-                f"list of them; got {inject_at!r}"
-            )
-        steps.append(item)
-    return steps
+    try:
+        return [_injection_step(item) for item in items]
+    except ValueError:  # one message for the whole argument: it may be a list
+        raise ValueError(
+            f"inject_at must be an env step (an integer >= 1), a fraction of the training run in (0, 1), or a list of "
+            f"them; got {inject_at!r}"
+        ) from None
 
 
 def _callbacks(root: BaseCallback | None) -> Iterator[BaseCallback]:
