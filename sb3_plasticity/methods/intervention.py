@@ -77,15 +77,6 @@ class InterventionCallback(PlasticityCallback):
         raise NotImplementedError
 
     # -- schedule ----------------------------------------------------------------------------------------
-    @property
-    def _next_event(self) -> int:
-        """The step of the next event (``event_schedule.next``; kept for code that reads or sets it directly)."""
-        return self.event_schedule.next
-
-    @_next_event.setter
-    def _next_event(self, step: int) -> None:
-        self.event_schedule.next = step
-
     def _setup(self) -> None:
         self.event_schedule.start(self.model.num_timesteps)
         self._probe_capture = Capture(self.neurons, self.neurons.select(self.network_names, targets=False), gradients=False)
