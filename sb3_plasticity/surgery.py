@@ -31,22 +31,24 @@ still 0 (incoming weights of a neuron whose outgoing weights were just zeroed) k
 not move until their first non-zero gradient. RMSprop and SGD-momentum need no such correction: their
 state starts at zero for a fresh parameter too.
 
-PyTorch forbids adding or removing an optimizer's step hooks while that optimizer runs them, so surgery
-done *inside* an optimizer pre-step hook (ReGraMa resets between backward and step) must call
-:func:`hold_fresh_steps` beforehand, and a hook with nothing pending is removed only by
+The fresh-step hook is one entry of the optimizer's ordered step hooks (:mod:`sb3_plasticity.hooks`), at priority
+``FRESH_STEP``: after every hook that adds to the gradient (L2 Init) or resets neurons inside the step, so the
+moments it sets come from the gradient Adam is about to use. PyTorch forbids registering an optimizer's step hooks
+while that optimizer runs them, so surgery done *inside* an optimizer pre-step hook (ReGraMa resets between backward
+and step) must call :func:`hold_fresh_steps` beforehand, and a hook with nothing pending is removed only by
 :func:`release_fresh_steps`, called from callback context (it costs one Python call per step until then).
 """
 
 from __future__ import annotations
 
 import math
-import weakref
 from collections.abc import Sequence
 from typing import Any
 
 import torch as th
 from torch import nn
 
+from sb3_plasticity.hooks import FRESH_STEP, existing_step_hooks, step_hooks
 from sb3_plasticity.neurons import Consumer, Layer, NeuronGroup, NeuronModel
 
 __all__ = [
@@ -158,7 +160,9 @@ _ADAM_TYPES = (th.optim.Adam, th.optim.AdamW)
 
 
 class _FreshStepHook:
-    """Per-optimizer pre-step hook giving pending Adam entries a fresh parameter's first update."""
+    """Surgery's fresh-step registry of one optimizer: a :data:`~sb3_plasticity.hooks.FRESH_STEP` pre-step hook giving
+    pending Adam entries a fresh parameter's first update (kept in the optimizer's
+    :class:`~sb3_plasticity.hooks.StepHooks` while entries are pending or it is held)."""
 
     # entries still without gradient this many steps after the last reset are left with zero moments (a neuron
     # dead again after its reset): no per-step cost for ever
@@ -168,7 +172,7 @@ class _FreshStepHook:
         self.pending: dict[nn.Parameter, th.Tensor] = {}
         self.holds = 0
         self.waited = 0
-        self.handle = optimizer.register_step_pre_hook(self)
+        self.handle = step_hooks(optimizer).add_pre(FRESH_STEP, self)
 
     def add(self, param: nn.Parameter, selector: tuple) -> None:
         mask = self.pending.get(param)
@@ -224,15 +228,23 @@ class _FreshStepHook:
                 del self.pending[param]
 
 
-_FRESH_HOOKS: weakref.WeakKeyDictionary[th.optim.Optimizer, _FreshStepHook] = weakref.WeakKeyDictionary()
+def _fresh_of(optimizer: th.optim.Optimizer) -> _FreshStepHook | None:
+    """The fresh-step registry of ``optimizer``, if it has one."""
+    hooks = existing_step_hooks(optimizer)
+    return None if hooks is None else hooks.fresh
 
 
 def _fresh_hook(optimizer: th.optim.Optimizer) -> _FreshStepHook:
-    hook = _FRESH_HOOKS.get(optimizer)
-    if hook is None:
-        hook = _FreshStepHook(optimizer)
-        _FRESH_HOOKS[optimizer] = hook
-    return hook
+    hooks = step_hooks(optimizer)
+    if hooks.fresh is None:
+        hooks.fresh = _FreshStepHook(optimizer)
+    return hooks.fresh
+
+
+def _as_optimizers(optimizers: Sequence[th.optim.Optimizer] | nn.Module) -> list[th.optim.Optimizer]:
+    if isinstance(optimizers, nn.Module):
+        return list(_optimizers_of(optimizers).values())
+    return list(optimizers)
 
 
 def hold_fresh_steps(optimizers: Sequence[th.optim.Optimizer]) -> None:
@@ -241,21 +253,21 @@ def hold_fresh_steps(optimizers: Sequence[th.optim.Optimizer]) -> None:
         _fresh_hook(opt).holds += 1
 
 
-def release_fresh_steps(optimizers: Sequence[th.optim.Optimizer] | None = None, hold: bool = False) -> None:
+def release_fresh_steps(optimizers: Sequence[th.optim.Optimizer] | nn.Module, hold: bool = False) -> None:
     """Remove the fresh-step hooks that are neither held nor pending (call outside ``step()``).
 
-    :param optimizers: the optimizers to look at (default: all).
+    :param optimizers: the optimizers to look at, or a policy: all of its optimizers.
     :param hold: also drop one hold taken by :func:`hold_fresh_steps` on each of ``optimizers``.
     """
-    for opt in list(_FRESH_HOOKS.keys()) if optimizers is None else optimizers:
-        hook = _FRESH_HOOKS.get(opt)
+    for opt in _as_optimizers(optimizers):
+        hook = _fresh_of(opt)
         if hook is None:
             continue
         if hold:
             hook.holds = max(hook.holds - 1, 0)
         if not hook.pending and hook.holds == 0:
+            step_hooks(opt).fresh = None
             hook.handle.remove()
-            del _FRESH_HOOKS[opt]
 
 
 def fresh_steps_state(policy: nn.Module) -> dict[str, Any]:
@@ -264,7 +276,7 @@ def fresh_steps_state(policy: nn.Module) -> dict[str, Any]:
     :func:`restore_fresh_steps`."""
     state: dict[str, Any] = {}
     for name, optimizer in _optimizers_of(policy).items():
-        hook = _FRESH_HOOKS.get(optimizer)
+        hook = _fresh_of(optimizer)
         if hook is not None and hook.pending:
             index = {id(p): i for i, p in enumerate(_params_of(optimizer))}
             pending = {index[id(p)]: m.cpu().clone() for p, m in hook.pending.items()}

@@ -26,6 +26,7 @@ from sb3_plasticity import (
     ShrinkPerturbCallback,
     surgery,
 )
+from sb3_plasticity.hooks import step_hooks
 
 WIDTH = 32
 ARCH = dict(net_arch=[WIDTH, WIDTH])
@@ -203,14 +204,16 @@ def assert_hooks_released(model, fresh_step_ok: bool = True) -> None:
     assert forward_hook_count(model.policy.modules()) == 0
     for opt in model_optimizers(model):
         assert len(opt._optimizer_step_post_hooks) == 0
-        hooks = list(opt._optimizer_step_pre_hooks.values())
+        torch_hooks = list(opt._optimizer_step_pre_hooks.values())
         if not fresh_step_ok:
-            assert hooks == []
+            assert torch_hooks == []
             continue
+        assert len(torch_hooks) <= 1  # the optimizer's StepHooks, which runs the package's pre-step hooks in order
+        hooks = step_hooks(opt).pre_hooks if torch_hooks else []
         assert len(hooks) <= 1
         for hook in hooks:
             assert isinstance(hook, surgery._FreshStepHook)
-            assert surgery._FRESH_HOOKS.get(opt) is hook
+            assert surgery._fresh_of(opt) is hook
             assert hook.holds == 0
             assert hook.pending  # the methods release a hook with nothing pending when they end
             owned = {id(p) for pg in opt.param_groups for p in pg["params"]}
@@ -706,7 +709,7 @@ def test_fresh_step_entries_get_their_first_update_and_the_hook_goes(tmp_path):
     model.learn(300, callback=cb)  # last event at step 300, then one update with the reset neurons' outgoing at 0
     assert_hooks_released(model)
     critic_opt = model.critic.optimizer
-    hook = surgery._FRESH_HOOKS.get(critic_opt)
+    hook = surgery._fresh_of(critic_opt)
     assert hook is not None and hook.pending  # the reset neurons' incoming weights have had no gradient yet
 
     # the first non-zero gradient of a pending entry gives it a fresh parameter's first Adam update: lr * g / |g|
@@ -725,7 +728,7 @@ def test_fresh_step_entries_get_their_first_update_and_the_hook_goes(tmp_path):
     assert not hook.pending
     # nothing pending: the next method to end releases it
     model.learn(10, callback=ReDoCallback(reset_freq=FREQ), reset_num_timesteps=False)
-    assert critic_opt not in surgery._FRESH_HOOKS
+    assert surgery._fresh_of(critic_opt) is None
     assert len(critic_opt._optimizer_step_pre_hooks) == 0
     assert_hooks_released(model)  # the actor's hook may still wait for its entries
 

@@ -303,7 +303,7 @@ def test_optimizer_state_of_grown_and_pruned_entries(monkeypatch, reset_optimize
             super().expand(network)
             for layer, opt, state, inactive in probes:
                 grown = inactive & (layer.mask == 1)
-                hook = surgery._FRESH_HOOKS.get(opt)
+                hook = surgery._fresh_of(opt)
                 pending = hook is not None and layer.weight in hook.pending
                 self.seen.append((int(grown.sum()), state["exp_avg"][grown].clone(), state["exp_avg_sq"][grown], pending))
                 still = inactive & (layer.mask == 0)  # not grown: back to the zero state of a never-used entry

@@ -18,6 +18,7 @@ from torch.utils.hooks import RemovableHandle
 
 from sb3_plasticity.capture import Capture
 from sb3_plasticity.checks import check_fraction, check_nonnegative, check_positive_int, check_range
+from sb3_plasticity.hooks import StepHookHandle
 from sb3_plasticity.neurons import NeuronGroup, NeuronModel, discover
 from sb3_plasticity.schedule import EveryN
 
@@ -150,11 +151,11 @@ class PlasticityCallback(BaseCallback):
                 value.disarm()
             elif callable(getattr(value, "drop_hooks", None)):
                 value.drop_hooks()
-            elif isinstance(value, RemovableHandle):
+            elif isinstance(value, (RemovableHandle, StepHookHandle)):
                 value.remove()
             elif isinstance(value, (list, tuple)):
                 for item in value:
-                    if isinstance(item, RemovableHandle):
+                    if isinstance(item, (RemovableHandle, StepHookHandle)):
                         item.remove()
                     elif isinstance(item, Capture):
                         item.disarm()

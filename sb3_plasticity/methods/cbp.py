@@ -183,7 +183,7 @@ class CBPCallback(InterventionCallback):
             # run split in two learn() calls logs (and counts) one window more than the same run in one call
             self._log_window()
         self.save_state()
-        release_fresh_steps()
+        release_fresh_steps(self.model.policy)
 
     def _on_step(self) -> bool:
         if self.event_schedule.poll(self.num_timesteps):

@@ -10,6 +10,7 @@ import torch as th
 from torch import nn
 
 from sb3_plasticity.checks import check_range
+from sb3_plasticity.hooks import GRADIENT, step_hooks
 from sb3_plasticity.methods.base import PlasticityCallback
 from sb3_plasticity.schedule import EveryN
 
@@ -100,7 +101,10 @@ class L2InitCallback(PlasticityCallback):
             self.save_state()
         for opt, idx in by_optimizer.values():
             entries = [self._entries[k] for k in idx]
-            self._handles.append(opt.register_step_pre_hook(lambda o, a, k, entries=entries: self._add_gradient(entries)))
+            # GRADIENT: before the hooks that read the gradient and before surgery's fresh-step hook, which sets reset
+            # entries' Adam moments from the gradient the step uses, this term included
+            hook = step_hooks(opt).add_pre(GRADIENT, lambda o, a, k, entries=entries: self._add_gradient(entries))
+            self._handles.append(hook)
         self.log_schedule.start(self.model.num_timesteps)
 
     @th.no_grad()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from stable_baselines3.common.callbacks import BaseCallback
 
 from sb3_plasticity.checks import check_range
+from sb3_plasticity.hooks import LEARNING_RATE, step_hooks
 
 __all__ = ["NetworkLearningRateCallback"]
 
@@ -14,8 +15,9 @@ class NetworkLearningRateCallback(BaseCallback):
 
     SB3 TD3/SAC use one ``learning_rate`` for both optimizers and rewrite every param group's lr at each
     ``train()``; this callback sets the rate in an optimizer pre-step hook, i.e. after SB3's rewrite and right
-    before each update. The NE paper's TD3 uses actor 1e-4, critic 1e-3 (App. C, Table 2); the GraMa paper's
-    SAC uses policy 3e-4, Q 1e-3 (App. A.3). What SB3 logs as ``train/learning_rate`` stays the algorithm's.
+    before each update (the first of the pre-step hooks: ``sb3_plasticity.hooks.LEARNING_RATE``). The NE paper's
+    TD3 uses actor 1e-4, critic 1e-3 (App. C, Table 2); the GraMa paper's SAC uses policy 3e-4, Q 1e-3 (App. A.3).
+    What SB3 logs as ``train/learning_rate`` stays the algorithm's.
 
     :param actor: learning rate of ``policy.actor.optimizer`` (None: leave SB3's).
     :param critic: learning rate of ``policy.critic.optimizer`` (None: leave SB3's).
@@ -40,7 +42,7 @@ class NetworkLearningRateCallback(BaseCallback):
                     f"{name}={lr}: {type(self.model).__name__}'s policy has no {name} optimizer "
                     "(this callback is for TD3, DDPG and SAC)"
                 )
-            self._handles.append(optimizer.register_step_pre_hook(_set_lr(lr)))
+            self._handles.append(step_hooks(optimizer).add_pre(LEARNING_RATE, _set_lr(lr)))
 
     def _remove(self) -> None:
         for handle in self._handles:

@@ -223,7 +223,7 @@ class NeuronResetCallback(InterventionCallback):
         if self.capture is not None:
             self.capture.disarm()
         self.events.teardown()
-        release_fresh_steps()  # idle fresh-step hooks; pending ones stay until their entries get a gradient
+        release_fresh_steps(self.model.policy)  # idle fresh-step hooks; pending ones stay until their entries get a gradient
 
     # -- ReDo-style event: a batch, now ---------------------------------------------------------------------
     def run_event(self) -> dict[tuple[str, str], int]:
@@ -245,7 +245,7 @@ class NeuronResetCallback(InterventionCallback):
         probe(self.model, self.capture, batch=batch)
         self._log_ratios("after")
         self._log_event()
-        release_fresh_steps()
+        release_fresh_steps(self.model.policy)
 
     # -- logging ----------------------------------------------------------------------------------------
     def _log_event(self) -> None:

@@ -13,6 +13,7 @@ from torch import nn
 from sb3_plasticity.buffers import ExperienceReviewBuffer
 from sb3_plasticity.capture import Capture
 from sb3_plasticity.checks import check_bool, check_choice, check_nonnegative, check_positive_int, check_range
+from sb3_plasticity.hooks import TOPOLOGY, step_hooks
 from sb3_plasticity.methods.base import PlasticityCallback
 from sb3_plasticity.metrics import dormant_mask
 from sb3_plasticity.networks import LayerNormTD3Policy
@@ -409,7 +410,8 @@ class NeuroplasticExpansionCallback(PlasticityCallback):
                 for opt in self.neurons.optimizers_of(layer.weight):
                     per_optimizer.setdefault(id(opt), (opt, []))[1].append(layer)
         for opt, layers in per_optimizer.values():
-            self._handles.append(opt.register_step_post_hook(self._step_hook(layers, remask)))
+            # TOPOLOGY: first after the update, so hooks that read the updated weights (CBP) see them masked and clipped
+            self._handles.append(step_hooks(opt).add_post(TOPOLOGY, self._step_hook(layers, remask)))
 
     def _step_hook(self, layers: list[MaskedLinear], remask: bool):
         def hook(optimizer: th.optim.Optimizer, args, kwargs) -> None:
@@ -507,7 +509,7 @@ class NeuroplasticExpansionCallback(PlasticityCallback):
         for network in self.masked:
             for online, target in self._twins(network):
                 sync_masks(online, target)
-        release_fresh_steps()
+        release_fresh_steps(self.model.policy)
         grown = sum(int(v) for k, v in self._event_log.items() if k.count("/") == 1 and k.endswith("/grown"))
         pruned = sum(int(v) for k, v in self._event_log.items() if k.endswith("/pruned"))
         pruned_neurons = sum(int(v) for k, v in self._event_log.items() if k.endswith("/pruned_neurons"))

@@ -1,0 +1,121 @@
+"""Per-model plasticity state and ordered optimizer step hooks (sb3_plasticity.hooks)."""
+
+from __future__ import annotations
+
+import copy
+import pickle
+
+import torch as th
+from torch import nn
+
+from sb3_plasticity import surgery
+from sb3_plasticity.hooks import (
+    AFTER_UPDATE,
+    FRESH_STEP,
+    GRADIENT,
+    LEARNING_RATE,
+    OBSERVE,
+    SURGERY,
+    TOPOLOGY,
+    step_hooks,
+)
+from sb3_plasticity.surgery import release_fresh_steps, reset_optimizer_entries
+
+
+def _adam(lr: float = 0.1) -> tuple[nn.Linear, th.optim.Adam]:
+    th.manual_seed(0)
+    layer = nn.Linear(2, 3)
+    return layer, th.optim.Adam(layer.parameters(), lr=lr)
+
+
+def _step(layer: nn.Linear, opt: th.optim.Optimizer) -> None:
+    opt.zero_grad()
+    layer(th.ones(4, 2)).sum().backward()
+    opt.step()
+
+
+def test_priorities_are_ordered():
+    assert LEARNING_RATE < GRADIENT < OBSERVE < SURGERY < FRESH_STEP
+    assert TOPOLOGY < AFTER_UPDATE
+
+
+def test_hooks_run_by_priority_whatever_the_registration_order():
+    layer, opt = _adam()
+    calls: list[str] = []
+    hooks = step_hooks(opt)
+    assert step_hooks(opt) is hooks  # one per optimizer
+    registered = [(FRESH_STEP, "fresh"), (OBSERVE, "observe"), (LEARNING_RATE, "lr"), (SURGERY, "surgery")]
+    registered += [(GRADIENT, "gradient"), (OBSERVE, "observe2")]  # equal priority: registration order
+    handles = [hooks.add_pre(p, lambda o, a, k, n=name: calls.append(n)) for p, name in registered]
+    handles += [
+        hooks.add_post(AFTER_UPDATE, lambda o, a, k: calls.append("after")),
+        hooks.add_post(TOPOLOGY, lambda o, a, k: calls.append("topology")),
+    ]
+    assert len(opt._optimizer_step_pre_hooks) == 1 and len(opt._optimizer_step_post_hooks) == 1
+    _step(layer, opt)
+    assert calls == ["lr", "gradient", "observe", "observe2", "surgery", "fresh", "topology", "after"]
+
+    calls.clear()
+    handles[1].remove()
+    handles[1].remove()  # idempotent
+    _step(layer, opt)
+    assert calls == ["lr", "gradient", "observe2", "surgery", "fresh", "topology", "after"]
+    for handle in handles:
+        handle.remove()
+    # nothing left: the PyTorch hooks go too
+    assert len(opt._optimizer_step_pre_hooks) == 0 and len(opt._optimizer_step_post_hooks) == 0
+    calls.clear()
+    _step(layer, opt)
+    assert calls == []
+
+
+def test_a_hook_removed_during_the_step_is_skipped_and_the_torch_hook_stays_until_pruned():
+    layer, opt = _adam()
+    calls: list[str] = []
+    hooks = step_hooks(opt)
+    later = hooks.add_pre(SURGERY, lambda o, a, k: calls.append("later"))
+    first = hooks.add_pre(LEARNING_RATE, lambda o, a, k: (calls.append("first"), first.remove(), later.remove()))
+    _step(layer, opt)  # PyTorch forbids removing its own hook here: ours stays registered, empty
+    assert calls == ["first"]
+    assert len(opt._optimizer_step_pre_hooks) == 1
+    hooks.prune()
+    assert len(opt._optimizer_step_pre_hooks) == 0
+
+
+def test_fresh_step_sees_the_gradient_added_after_it_was_registered():
+    """The fresh-step hook sets a reset entry's Adam moments from the gradient the step uses. Registered before a
+    GRADIENT hook (a resumed learn(): pending entries, then L2 Init's hook), it still runs after it: the entry moves by
+    exactly ``lr`` against the full gradient's sign (a fresh parameter's first Adam update)."""
+    layer, opt = _adam(lr=0.1)
+    for _ in range(50):
+        _step(layer, opt)
+    entries = th.zeros_like(layer.weight, dtype=th.bool)
+    entries[0] = True
+    reset_optimizer_entries(layer.weight, entries, [opt])
+    fresh = surgery._fresh_of(opt)
+    assert fresh is not None and fresh.pending and step_hooks(opt).pre_hooks == [fresh]
+
+    def add(o, a, k) -> None:  # the loss gradient of row 0 is +4; this makes it -6: the step must go up
+        layer.weight.grad[0] -= 10.0
+
+    handle = step_hooks(opt).add_pre(GRADIENT, add)
+    assert step_hooks(opt).pre_hooks == [add, fresh]
+    before = layer.weight.detach().clone()
+    _step(layer, opt)
+    moved = (layer.weight.detach() - before)[0]
+    assert th.allclose(moved, th.full_like(moved, 0.1), rtol=1e-4), moved
+    # entries cleared after their step; the registry goes at the next release
+    assert not fresh.pending
+    handle.remove()
+    release_fresh_steps([opt])
+    assert surgery._fresh_of(opt) is None
+    assert len(opt._optimizer_step_pre_hooks) == 0
+
+
+def test_step_hooks_are_not_copied_or_pickled():
+    _, opt = _adam()
+    step_hooks(opt).add_pre(LEARNING_RATE, lambda o, a, k: None)
+    copied = copy.deepcopy(opt)
+    assert "_sb3_plasticity_step_hooks" not in copied.__dict__
+    assert len(copied._optimizer_step_pre_hooks) == 0
+    pickle.dumps(opt.state_dict())
