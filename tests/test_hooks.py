@@ -5,10 +5,12 @@ from __future__ import annotations
 import copy
 import pickle
 
+import pytest
 import torch as th
+from stable_baselines3 import TD3
 from torch import nn
 
-from sb3_plasticity import surgery
+from sb3_plasticity import ReDoCallback, surgery
 from sb3_plasticity.hooks import (
     AFTER_UPDATE,
     FRESH_STEP,
@@ -17,8 +19,10 @@ from sb3_plasticity.hooks import (
     OBSERVE,
     SURGERY,
     TOPOLOGY,
+    plasticity_state,
     step_hooks,
 )
+from sb3_plasticity.methods.base import PlasticityCallback
 from sb3_plasticity.surgery import release_fresh_steps, reset_optimizer_entries
 
 
@@ -112,10 +116,42 @@ def test_fresh_step_sees_the_gradient_added_after_it_was_registered():
     assert len(opt._optimizer_step_pre_hooks) == 0
 
 
-def test_step_hooks_are_not_copied_or_pickled():
-    _, opt = _adam()
+def test_hooks_and_state_are_not_copied_or_pickled():
+    layer, opt = _adam()
     step_hooks(opt).add_pre(LEARNING_RATE, lambda o, a, k: None)
     copied = copy.deepcopy(opt)
     assert "_sb3_plasticity_step_hooks" not in copied.__dict__
     assert len(copied._optimizer_step_pre_hooks) == 0
     pickle.dumps(opt.state_dict())
+    policy = nn.Sequential(layer)
+    plasticity_state(policy).claims["critic"] = (object(), 1)
+    assert plasticity_state(copy.deepcopy(policy)).claims == {}
+    assert plasticity_state(pickle.loads(pickle.dumps(policy))).claims == {}
+
+
+class _Claims(PlasticityCallback):
+    """Records the claims of its model at training start."""
+
+    claims_neurons = True
+
+    def _on_training_start(self) -> None:
+        self.seen = dict(plasticity_state(self.model.policy).claims)
+
+
+def _td3(seed: int = 0) -> TD3:
+    return TD3("MlpPolicy", "Pendulum-v1", learning_starts=50, policy_kwargs=dict(net_arch=[8]), seed=seed)
+
+
+def test_two_models_claims_are_independent_and_released_when_learn_ends():
+    first, second = _td3(0), _td3(1)
+    a, b = _Claims(networks="critic"), _Claims(networks="critic")
+    first.learn(20, callback=a)
+    second.learn(20, callback=b)  # same network of another model: no conflict
+    assert a.seen == {"critic": (a, first.start_time)}
+    assert b.seen == {"critic": (b, second.start_time)}
+    assert plasticity_state(first.policy).claims == {} and plasticity_state(second.policy).claims == {}
+    # on one model two claiming callbacks of one network still raise
+    with pytest.raises(ValueError, match="would both change the neurons of network 'critic'"):
+        first.learn(20, callback=[_Claims(networks="critic"), ReDoCallback(networks="critic", reset_freq=10)])
+    assert plasticity_state(first.policy).claims == {}
+    first.learn(20, callback=ReDoCallback(networks="critic", reset_freq=10))  # nothing left behind

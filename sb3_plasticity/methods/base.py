@@ -18,7 +18,7 @@ from torch.utils.hooks import RemovableHandle
 
 from sb3_plasticity.capture import Capture
 from sb3_plasticity.checks import check_fraction, check_nonnegative, check_positive_int, check_range
-from sb3_plasticity.hooks import StepHookHandle
+from sb3_plasticity.hooks import StepHookHandle, plasticity_state
 from sb3_plasticity.neurons import NeuronGroup, NeuronModel, discover
 from sb3_plasticity.schedule import EveryN
 
@@ -39,16 +39,13 @@ __all__ = [
 _EXCLUDE = ("stdout", "log")
 
 
-# Which callback changes the neurons of which network, per model and learn() call.
-_CLAIMS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+# Which callback changes the neurons of which network (per model and learn() call) lives in the model's
+# PlasticityState (sb3_plasticity.hooks), on its policy.
 
 # The package's callbacks running in a learn(), by the model's policy and replay buffer: a masked policy or an
 # experience review buffer does not know the model or its callbacks, and asks here at first use whether a callback
 # drives it (see active_callbacks).
 _ACTIVE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-# The learn() (model -> start_time) whose learning_starts warning was given: one warning per learn(), not per callback.
-_WARNED_LEARNING_STARTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def active_callbacks(obj: Any) -> list[PlasticityCallback]:
@@ -268,9 +265,9 @@ class PlasticityCallback(BaseCallback):
         if (
             isinstance(learning_starts, int)
             and learning_starts >= total
-            and _WARNED_LEARNING_STARTS.get(self.model) != learn_id
+            and plasticity_state(self.model.policy).warned_learn != learn_id
         ):
-            _WARNED_LEARNING_STARTS[self.model] = learn_id
+            plasticity_state(self.model.policy).warned_learn = learn_id  # one warning per learn(), not per callback
             warnings.warn(
                 f"learning_starts={learning_starts} is not below the end of this learn() at step {total}: "
                 f"{type(self.model).__name__} takes no gradient step, so the plasticity callbacks measure and change "
@@ -295,7 +292,7 @@ class PlasticityCallback(BaseCallback):
     def _claim(self) -> None:
         # Keyed by the learn() call (SB3 sets start_time in _setup_learn, before the callbacks' init), so
         # claims of an earlier learn() that ended without on_training_end do not linger.
-        per_model = _CLAIMS.setdefault(self.model, {})
+        per_model = plasticity_state(self.model.policy).claims
         learn_id = getattr(self.model, "start_time", None)
         for network in self.network_names:
             owner = per_model.get(network)
@@ -362,10 +359,8 @@ class PlasticityCallback(BaseCallback):
             for obj in (self.model.policy, getattr(self.model, "replay_buffer", None)):
                 if obj is not None and obj in _ACTIVE:
                     _ACTIVE[obj].discard(self)
-            if self.claims_neurons and self.model in _CLAIMS:
-                per_model = _CLAIMS[self.model]
-                for network in [n for n, (owner, _) in per_model.items() if owner is self]:
-                    del per_model[network]
+            if self.claims_neurons:
+                plasticity_state(self.model.policy).release(self)
 
     def _finish(self) -> None:
         """Subclasses flush pending logs and remove hooks here."""
