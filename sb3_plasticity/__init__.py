@@ -39,6 +39,13 @@ from sb3_plasticity.envs import (  # importing it registers the env ids with Gym
 from sb3_plasticity.envs.continual import ContinualMuJoCoEnv
 from sb3_plasticity.envs.dmc import DMCEnv
 from sb3_plasticity.extras import MissingExtraError, missing_modules
+from sb3_plasticity.injectable_policies import (
+    InjectableActorCriticPolicy,
+    InjectableDQNPolicy,
+    InjectablePolicy,
+    InjectableSACPolicy,
+    InjectableTD3Policy,
+)
 from sb3_plasticity.methods import (
     CBPCallback,
     CycleResetDistillCallback,
@@ -141,6 +148,11 @@ __all__ = [
     "GraMaResetCallback",
     "GradientHeatmapCallback",
     "GroupRecord",
+    "InjectableActorCriticPolicy",
+    "InjectableDQNPolicy",
+    "InjectablePolicy",
+    "InjectableSACPolicy",
+    "InjectableTD3Policy",
     "InjectedHead",
     "InterventionCallback",
     "IrreversibilityCallback",

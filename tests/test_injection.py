@@ -3,6 +3,7 @@ discovery on injected heads, save/load, repeated injections, logging and errors.
 
 from __future__ import annotations
 
+import base64
 import copy
 
 import gymnasium as gym
@@ -17,6 +18,10 @@ from torch import nn
 from sb3_plasticity import (
     BroNetSACPolicy,
     BroNetTD3Policy,
+    InjectableActorCriticPolicy,
+    InjectablePolicy,
+    InjectableSACPolicy,
+    InjectableTD3Policy,
     InjectedHead,
     MultiHeadSACPolicy,
     MultiHeadTD3Policy,
@@ -24,6 +29,7 @@ from sb3_plasticity import (
     PlasticityMonitorCallback,
     ReDoCallback,
     discover,
+    injectable_policies,
     surgery,
 )
 from sb3_plasticity.adapters import adapter_for
@@ -298,13 +304,13 @@ def test_save_load_continue(algo, tmp_path):
     env = "Pendulum-v1"
     model = make(algo, env)
     model.learn(150, callback=PlasticityInjectionCallback(inject_at=100))
+    # "MlpPolicy" did not opt in: SB3's own policy class becomes its injectable class, which save/load keep
+    injectable = {TD3: InjectableTD3Policy, SAC: InjectableSACPolicy, PPO: InjectableActorCriticPolicy}[algo]
+    assert type(model.policy) is injectable and model.policy_class is injectable
     model.save(tmp_path / "model")
     obs, act = observations(model)
-    # a fresh process has not created the injectable policy class yet: load must recreate it from its name
-    name = type(model.policy).__qualname__
-    del injection.__dict__[name]
     loaded = algo.load(tmp_path / "model", env=gym.make(env), device="cpu")
-    assert type(loaded.policy).__qualname__ == name and type(loaded.policy) is not type(model.policy)
+    assert type(loaded.policy) is injectable
     before = outputs(model, obs, act)
     after = outputs(loaded, obs, act)
     for key, value in before.items():
@@ -371,6 +377,50 @@ def test_bad_setup(algo, kwargs, match):
     callback = PlasticityInjectionCallback(**{"inject_at": 10, **kwargs})
     with pytest.raises(ValueError, match=match):
         model.learn(32, callback=callback)
+
+
+class InjectableBroNetTD3Policy(InjectablePolicy, BroNetTD3Policy):
+    pass
+
+
+def test_opt_in_policy_keeps_its_class_and_loads_without_warning(tmp_path, recwarn):
+    model = TD3(InjectableBroNetTD3Policy, "Pendulum-v1", policy_kwargs=dict(width=16), seed=0, device="cpu")
+    obs, act = observations(model, 8)
+    inject_heads(model, "critic")
+    assert type(model.policy) is InjectableBroNetTD3Policy and model.policy_class is InjectableBroNetTD3Policy
+    with th.no_grad():
+        before = th.cat(model.critic(obs, act), dim=1)
+    model.save(tmp_path / "bro")
+    loaded = TD3.load(tmp_path / "bro", device="cpu")
+    assert type(loaded.policy) is InjectableBroNetTD3Policy and isinstance(loaded.critic.qf1.head, InjectedHead)
+    with th.no_grad():
+        assert th.equal(th.cat(loaded.critic(obs, act), dim=1), before)
+    assert not [w for w in recwarn if issubclass(w.category, FutureWarning)]
+
+
+def test_policy_that_did_not_opt_in_gets_a_generated_class_with_a_warning(tmp_path):
+    model = TD3(BroNetTD3Policy, "Pendulum-v1", policy_kwargs=dict(width=16), seed=0, device="cpu")
+    with pytest.warns(FutureWarning, match=r"BroNetTD3Policy is not an InjectablePolicy.*InjectableBroNetTD3Policy"):
+        inject_heads(model, "critic")
+    cls = type(model.policy)
+    assert issubclass(cls, InjectablePolicy) and issubclass(cls, BroNetTD3Policy) and cls.__name__ == "BroNetTD3Policy"
+    model.save(tmp_path / "bro")
+    # a fresh process has not generated the class yet: load finds it again from its name
+    injectable_policies._GENERATED.clear()
+    loaded = TD3.load(tmp_path / "bro", device="cpu")
+    assert type(loaded.policy).__qualname__ == cls.__qualname__ and isinstance(loaded.critic.qf0.head, InjectedHead)
+
+
+def test_models_saved_with_generated_classes_still_load():
+    # how every injected policy was saved before the opt-in classes: sb3_plasticity.methods.injection.InjectionPolicy_
+    # followed by the base32 of "<module>:<qualname>" of the base class
+    name = "InjectionPolicy_" + base64.b32encode(b"stable_baselines3.td3.policies:TD3Policy").decode().rstrip("=")
+    assert getattr(injection, name) is InjectableTD3Policy
+    name = "InjectionPolicy_" + base64.b32encode(b"sb3_plasticity.networks:BroNetSACPolicy").decode().rstrip("=")
+    cls = getattr(injection, name)
+    assert issubclass(cls, InjectablePolicy) and issubclass(cls, BroNetSACPolicy) and cls.__module__ == injection.__name__
+    with pytest.raises(AttributeError):
+        injection.NoSuchName  # noqa: B018
 
 
 class _UnknownPolicy(nn.Module):

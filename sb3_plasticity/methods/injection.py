@@ -1,48 +1,53 @@
 """Plasticity injection (Nikishin, Oh, Ostrovski, Lyle, Pascanu, Dabney and Barreto, NeurIPS 2023, "Deep
 reinforcement learning with plasticity injection", Sec. 3 and Fig. 2).
 
-At an injection step the head ``h_old`` of a network is frozen and two heads are added: a fresh one ``h_new``,
-drawn from the layers' own init, and a frozen copy ``h_copy`` of it. The network's output becomes
-``h_old(x) + h_new(x) - h_copy(x)``: the same function at injection time (``h_new = h_copy``), with the
-plasticity of a freshly initialised head from then on, and as many trainable head parameters as before.
+At an injection step, for each network (and its target twin):
 
-Mechanics (see ``docs/methods.md``):
+1. freeze the network's head ``h_old`` (its parameters ``theta``);
+2. add a fresh head ``h_new``, drawn from the layers' own init, and a frozen copy ``h_copy`` of it;
+3. the network's output becomes ``h_old(x) + h_new(x) - h_copy(x)``: the same function at injection time
+   (``h_new = h_copy``), with the plasticity of a freshly initialised head from then on;
+4. ``h_new`` takes ``h_old``'s place in the optimizers: as many trainable head parameters as before; the trunk below
+   the head (the paper's encoder) keeps training.
 
-- :class:`InjectedHead` takes the head's place *inside* its container (the ``nn.Sequential`` of ``actor.mu`` or
-  ``critic.qf<i>``, or the ``action_net`` / ``value_net`` / SAC ``mu`` / ``log_std`` attribute), so SB3's own
-  references (``critic.q_networks``, optimizers, aliases) stay valid; the earlier layers of a multi-layer head
-  leave ``nn.Identity`` behind, which keeps every other state-dict key unchanged.
-- In every optimizer that trained the old head, its parameters are replaced by ``h_new``'s (their optimizer
-  state is dropped, so ``h_new`` starts like a fresh parameter); ``h_old`` and ``h_copy`` have
-  ``requires_grad=False`` and belong to no optimizer.
-- Target networks get the same structure: their old head stays (Polyak keeps moving it towards the frozen
-  online one), their ``h_new`` and ``h_copy`` are copies of the online ones, and Polyak averaging, which runs
-  over ``parameters()``, keeps them in step.
-- The policy's class becomes a subclass that rebuilds the injected structure from its constructor argument
-  ``plasticity_injection``; the algorithm's ``policy_class`` and ``policy_kwargs`` are updated to match, so
-  ``model.save`` stores it and a plain ``TD3.load`` / ``SAC.load`` / ``PPO.load`` rebuilds the heads before
-  loading the parameters.
+:func:`inject_heads` does it now; :class:`PlasticityInjectionCallback` does it at the chosen steps. The structural
+parts (the head module, where each network's head is, fresh heads, optimizer entries) are in
+:mod:`sb3_plasticity.injected_heads`; ``save`` / ``load`` keep the injected heads through the opt-in policy classes
+of :mod:`sb3_plasticity.injectable_policies` (``InjectableTD3Policy``, ... or the ``InjectablePolicy`` mixin).
 """
 
 from __future__ import annotations
 
-import base64
 import copy
-import importlib
 import itertools
 import numbers
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch as th
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList, EventCallback
 from torch import nn
 
-from sb3_plasticity.adapters import HeadSlot, adapter_for, evaluation_mode
+from sb3_plasticity.adapters import adapter_for, evaluation_mode
 from sb3_plasticity.capture import buffer_ready, sample_batch
 from sb3_plasticity.checks import check_int, check_positive_int, check_range
+from sb3_plasticity.injected_heads import (
+    LAYERS,
+    SPEC_KWARG,
+    InjectedHead,
+    detached_copy,
+    freeze,
+    fresh_head,
+    frozen_copy,
+    head_networks,
+    head_routes,
+    injected_networks,
+    layer_inits,
+    swap_in_optimizers,
+    take_head,
+)
 from sb3_plasticity.methods.base import PlasticityCallback
-from sb3_plasticity.neurons import Branch, DefaultInit, InitScheme, discover
+from sb3_plasticity.neurons import discover
 
 __all__ = [
     "InjectedHead",
@@ -53,333 +58,88 @@ __all__ = [
     "injected_networks",
 ]
 
-_LAYERS = (nn.Linear, nn.Conv2d)
-# the policy-constructor argument (and ``policy_kwargs`` key) that records the injections
-SPEC_KWARG = "plasticity_injection"
-
-
-class InjectedHead(nn.Module):
-    """An injected head: ``old(x) + new(x) - copy(x)``.
-
-    :param old: the head before injection (frozen); after a second injection, the previous ``InjectedHead``.
-    :param new: the fresh head (trained).
-    :param copy: a frozen copy of ``new`` as it was at injection.
-    :param inits: init scheme of each Linear/Conv layer of ``new``, in data-flow order (used for later
-        injections and by neuron resets inside a multi-layer head).
-    :param head_layers: number of Linear/Conv layers of the head.
-    """
-
-    def __init__(
-        self, old: nn.Module, new: nn.Module, copy: nn.Module, inits: Sequence[InitScheme] = (), head_layers: int = 1
-    ) -> None:
-        super().__init__()
-        self.old = old
-        self.new = new
-        self.copy = copy
-        self.inits = tuple(inits)
-        self.head_layers = int(head_layers)
-
-    def forward(self, x: th.Tensor) -> th.Tensor:
-        return self.old(x) + self.new(x) - self.copy(x)
-
-    def neuron_branches(self) -> list[Branch]:
-        """For neuron discovery: every branch reads the input; only ``new`` is trained."""
-        return [
-            Branch("old", self.old, trainable=False),
-            Branch("new", self.new, trainable=True, inits=self.inits or None),
-            Branch("copy", self.copy, trainable=False),
-        ]
-
-    @property
-    def injections(self) -> int:
-        """Injections stacked in this head (1 + those inside ``old``)."""
-        return 1 + (self.old.injections if isinstance(self.old, InjectedHead) else 0)
-
-    def extra_repr(self) -> str:
-        return f"injections={self.injections}, head_layers={self.head_layers}"
-
-
-# ----------------------------------------------------------------------------------------------------
-# Where the heads are: the policy's adapter knows (sb3_plasticity.adapters)
-# ----------------------------------------------------------------------------------------------------
-_Slot = HeadSlot
-
-
-def head_networks(policy: nn.Module) -> list[str]:
-    """The networks of a policy that have an injectable head (target networks excluded)."""
-    adapter = adapter_for(policy)
-    heads = adapter.head_networks(policy)
-    if not heads:
-        raise ValueError(
-            f"plasticity injection supports the policies of TD3, DDPG, SAC, TQC, CrossQ, PPO, A2C, DQN, QR-DQN and "
-            f"DrQ-v2; {type(policy).__name__} ({adapter.family}) has no injectable head"
-        )
-    return heads
-
-
-def _target_name(policy: nn.Module, network: str) -> str | None:
-    return adapter_for(policy).targets(policy).get(network)
-
-
-def _paths(policy: nn.Module, network: str) -> list[list[_Slot]]:
-    """Slots along each input-to-output route of a network's head part (features extractors excluded)."""
-    return adapter_for(policy).head_routes(policy, network)
-
-
-def _head_range(path: list[_Slot], head_layers: int, where: str) -> tuple[int, int]:
-    """Indices of the first and last slot of the head: the last ``head_layers`` Linear/Conv layers of the path
-    (with what lies between them), or the ``InjectedHead`` already there."""
-    last = max((i for i, s in enumerate(path) if isinstance(s.module, (*_LAYERS, InjectedHead))), default=None)
-    if last is None:
-        raise ValueError(f"{where} has no Linear or Conv2d output layer to inject into")
-    out = path[last].module
-    if isinstance(out, InjectedHead):
-        if out.head_layers != head_layers:
-            raise ValueError(
-                f"head_layers={head_layers}: {where} was injected with head_layers={out.head_layers}; a later "
-                "injection must use the same number of layers"
-            )
-        return last, last
-    found, start = 0, last
-    for i in range(last, -1, -1):
-        if isinstance(path[i].module, _LAYERS):
-            found, start = found + 1, i
-            if found == head_layers:
-                return start, last
-    raise ValueError(
-        f"head_layers={head_layers}: {where} has only {found} Linear/Conv2d layer(s) after its features extractor"
-    )
-
-
-def _check_network(policy: nn.Module, network: str, head_layers: int) -> list[tuple[list[_Slot], int, int]]:
-    """The head of every route of ``network`` (and a clear error where it cannot be injected)."""
-    limit = adapter_for(policy).max_head_layers(policy, network)
-    if limit is not None and head_layers > limit:
-        raise ValueError(
-            f"head_layers={head_layers}: SAC's actor head is its two output layers `mu` and `log_std`, which read "
-            f"the shared `latent_pi`; only head_layers={limit} is supported for it (pass networks='critic' to inject "
-            "deeper critic heads)"
-        )
-    if network == "policy" and head_layers > 1 and getattr(policy, "use_sde", False):
-        raise ValueError(
-            f"head_layers={head_layers}: with gSDE the policy's last hidden features feed the exploration noise, so "
-            "only its output layer (head_layers=1) can be injected"
-        )
-    routes = []
-    for i, path in enumerate(_paths(policy, network)):
-        start, last = _head_range(path, head_layers, f"{network} (route {i})")
-        routes.append((path, start, last))
-    return routes
-
-
-# ----------------------------------------------------------------------------------------------------
-# Building heads
-# ----------------------------------------------------------------------------------------------------
-def _clear_hooks(module: nn.Module) -> None:
-    # deepcopy copies forward hooks (an armed Capture's, for example): a fresh head must not report to them
-    for m in module.modules():
-        for name in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks"):
-            hooks = getattr(m, name, None)
-            if hooks:
-                hooks.clear()
-
-
-def _freeze(module: nn.Module) -> None:
-    for p in module.parameters():
-        p.requires_grad_(False)
-        p.grad = None
-
-
-def _detached_copy(module: nn.Module) -> nn.Module:
-    clone = copy.deepcopy(module)
-    _clear_hooks(clone)
-    return clone
-
-
-@th.no_grad()
-def _fresh(template: nn.Module, inits: Sequence[InitScheme]) -> nn.Module:
-    """A copy of ``template``'s structure with every layer drawn again from its init scheme."""
-    fresh = _detached_copy(template)
-    layers = [m for m in fresh.modules() if isinstance(m, _LAYERS)]
-    for layer, init in zip(layers, inits, strict=True):
-        weight, bias = init.fresh(layer)
-        mask = getattr(layer, "mask", None)
-        layer.weight.copy_(weight if mask is None else weight * mask.to(weight.dtype))
-        if layer.bias is not None and bias is not None:
-            layer.bias.copy_(bias)
-    for m in fresh.modules():
-        if not isinstance(m, _LAYERS) and hasattr(m, "reset_parameters") and any(True for _ in m.parameters(False)):
-            m.reset_parameters()  # norms inside a multi-layer head
-    for p in fresh.parameters():
-        p.requires_grad_(True)
-        p.grad = None
-    return fresh
-
-
-def _take_head(path: list[_Slot], start: int, last: int) -> nn.Module:
-    """The head's modules as one module (``Sequential`` for several), with Identity left in their earlier slots."""
-    modules = [s.module for s in path[start : last + 1]]
-    for slot in path[start:last]:
-        slot.set(nn.Identity())
-    return modules[0] if len(modules) == 1 else nn.Sequential(*modules)
-
-
-def _init_lookup(policy: nn.Module, network: str) -> Callable[[nn.Module], InitScheme]:
-    """Each layer's own init scheme, as neuron discovery knows it (SB3's orthogonal gains for PPO/A2C)."""
-    neurons = discover(policy)
-    known = {id(layer.module): layer.init for layer in neurons.layers(network)} if network in neurons.networks else {}
-    return lambda module: known.get(id(module), DefaultInit())
-
-
-def _swap_parameters(
-    policy: nn.Module, network: str, old: Sequence[nn.Parameter], new: Sequence[nn.Parameter]
-) -> list[th.optim.Optimizer]:
-    """Put ``new`` where ``old`` was in every optimizer holding any of ``old`` (their state dropped); returns
-    those optimizers. Without any, ``new`` joins the network's optimizer as a parameter group."""
-    old_ids = {id(p) for p in old}
-    owners = []
-    adapter = adapter_for(policy)
-    for opt in adapter.optimizers(policy):
-        touched = False
-        for group in opt.param_groups:
-            params: list[nn.Parameter] = []
-            for p in group["params"]:
-                if id(p) not in old_ids:
-                    params.append(p)
-                    continue
-                opt.state.pop(p, None)
-                if not touched:
-                    params += list(new)  # at the old head's place: the group layout is independent of injection order
-                    touched = True
-            group["params"] = params
-        if touched:
-            owners.append(opt)
-    if not owners:
-        opt = adapter.optimizer_of(policy, network)
-        if opt is None:
-            raise ValueError(f"no optimizer trains {network}'s head, and {network} has no `optimizer` to add it to")
-        opt.add_param_group({"params": list(new)})
-        owners.append(opt)
-    return owners
-
 
 def inject_heads(model: Any, network: str, head_layers: int = 1) -> int:
     """Inject plasticity into the head of ``network`` (and its target twin) now; returns the trainable parameters
     added. :class:`PlasticityInjectionCallback` calls it at its injection steps.
 
     Changes the policy in place (see the module docstring) and records the injection in
-    ``policy.plasticity_injection``; the policy's class becomes :func:`injectable_policy_class` of it. Given an
-    algorithm, its ``policy_class`` and ``policy_kwargs`` are updated too, so ``model.save`` / ``load`` keep it.
+    ``policy.plasticity_injection``. A policy that did not opt in (:class:`~sb3_plasticity.InjectablePolicy`) takes
+    its injectable class (:func:`~sb3_plasticity.injectable_policies.injectable_class`). Given an algorithm, its
+    ``policy_class`` and ``policy_kwargs`` are updated too, so ``model.save`` / ``load`` keep the injected heads.
 
-    :param model: a TD3/DDPG, SAC, PPO/A2C or DrQ-v2 algorithm, or its policy.
-    :param network: ``actor`` or ``critic`` (TD3, DDPG, SAC, DrQ-v2), ``policy`` or ``value`` (PPO, A2C).
+    :param model: a TD3/DDPG, SAC, PPO/A2C, DQN, TQC, CrossQ, QR-DQN or DrQ-v2 algorithm, or its policy.
+    :param network: ``actor`` or ``critic`` (TD3, DDPG, SAC, DrQ-v2), ``policy`` or ``value`` (PPO, A2C), ``q_net``
+        (DQN); :func:`head_networks` lists them.
     :param head_layers: how many of the last Linear/Conv layers form the head (default 1, the output layer).
     """
     policy = getattr(model, "policy", model)
     if network not in head_networks(policy):
         raise ValueError(f"network={network!r} has no injectable head; choose among {head_networks(policy)!r}")
     check_positive_int("head_layers", head_layers)
-    routes = _check_network(policy, network, head_layers)
-    target = _target_name(policy, network)
-    t_routes = _check_network(policy, target, head_layers) if target is not None else [None] * len(routes)
-    init_of = _init_lookup(policy, network)
+    routes = head_routes(policy, network, head_layers)
+    target = adapter_for(policy).targets(policy).get(network)
+    target_routes = head_routes(policy, target, head_layers) if target is not None else [None] * len(routes)
+    init_of = layer_inits(policy, network)
     old_params: list[nn.Parameter] = []
     new_params: list[nn.Parameter] = []
-    for (path, start, last), t_route in zip(routes, t_routes, strict=True):
-        current = path[last].module
-        if isinstance(current, InjectedHead):
-            old, template, inits = current, current.new, current.inits
+    for route, target_route in zip(routes, target_routes, strict=True):
+        path, _, last = route
+        # 1. freeze h_old (after a first injection: the whole InjectedHead, whose h_new was the trained part)
+        old = take_head(route)
+        if isinstance(old, InjectedHead):
+            template, inits = old.new, old.inits
         else:
-            old = _take_head(path, start, last)
-            template = old
-            inits = tuple(init_of(m) for m in old.modules() if isinstance(m, _LAYERS))
-        new = _fresh(template, inits)
-        frozen_copy = _detached_copy(new)
+            template, inits = old, tuple(init_of(m) for m in old.modules() if isinstance(m, LAYERS))
         old_params += list(old.parameters())
-        _freeze(old)
-        _freeze(frozen_copy)
-        path[last].set(InjectedHead(old, new, frozen_copy, inits, head_layers))
+        freeze(old)
+        # 2. a fresh h_new from the layers' own init, and its frozen copy
+        new = fresh_head(template, inits)
+        new_copy = frozen_copy(new)
         new_params += list(new.parameters())
-        if t_route is not None:
-            t_path, t_start, t_last = t_route
-            t_current = t_path[t_last].module
-            t_old = t_current if isinstance(t_current, InjectedHead) else _take_head(t_path, t_start, t_last)
-            _freeze(t_old)
-            # equal to the online heads now; Polyak averaging (over parameters()) keeps them together
-            t_path[t_last].set(InjectedHead(t_old, _detached_copy(new), _detached_copy(frozen_copy), inits, head_layers))
-    _swap_parameters(policy, network, old_params, new_params)
+        # 3. output = h_old + h_new - h_copy, in the old head's place
+        path[last].set(InjectedHead(old, new, new_copy, inits, head_layers))
+        if target_route is not None:
+            # the target twin: its own h_old stays (Polyak keeps moving it towards the frozen online one); its h_new
+            # and h_copy equal the online ones now, and Polyak averaging (over parameters()) keeps them together
+            t_path, _, t_last = target_route
+            t_old = freeze(take_head(target_route))
+            t_path[t_last].set(InjectedHead(t_old, detached_copy(new), detached_copy(new_copy), inits, head_layers))
+    # 4. h_new trains in h_old's place
+    swap_in_optimizers(policy, network, old_params, new_params)
+    _record(model, policy, network, head_layers)
+    return sum(p.numel() for p in new_params)
+
+
+def _record(model: Any, policy: nn.Module, network: str, head_layers: int) -> None:
+    """Record the injection in the policy (and the algorithm's ``policy_kwargs``), which ``save`` / ``load`` use."""
+    from sb3_plasticity.injectable_policies import injectable_class  # the policy layer, above the methods
+
     spec = dict(getattr(policy, SPEC_KWARG, None) or {})
     spec["injections"] = [*spec.get("injections", []), {"network": network, "head_layers": head_layers}]
-    policy.__class__ = injectable_policy_class(type(policy))
+    policy.__class__ = injectable_class(type(policy))
     policy.plasticity_injection = spec
     if model is not policy:
         # what model.save stores and load rebuilds the policy from
         model.policy_class = type(policy)
         model.policy_kwargs = {**model.policy_kwargs, SPEC_KWARG: copy.deepcopy(spec)}
-    return sum(p.numel() for p in new_params)
-
-
-def injected_networks(policy: nn.Module) -> dict[str, int]:
-    """Injections done so far per network, from ``policy.plasticity_injection``."""
-    counts: dict[str, int] = {}
-    for entry in (getattr(policy, SPEC_KWARG, None) or {}).get("injections", []):
-        counts[entry["network"]] = counts.get(entry["network"], 0) + 1
-    return counts
-
-
-# ----------------------------------------------------------------------------------------------------
-# Save / load: a policy class that rebuilds the injected structure from a constructor argument
-# ----------------------------------------------------------------------------------------------------
-class _InjectionPolicyMixin:
-    """Rebuilds the injections recorded in ``plasticity_injection`` after the base policy is built, so that
-    ``load`` finds every parameter and optimizer entry of the saved model."""
-
-    plasticity_injection: dict[str, Any]
-
-    def __init__(self, *args: Any, plasticity_injection: dict[str, Any] | None = None, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.plasticity_injection = {}
-        # replayed in their original order: the optimizers' parameter layout then matches the saved one
-        for entry in (plasticity_injection or {}).get("injections", []):
-            inject_heads(self, entry["network"], int(entry["head_layers"]))  # type: ignore[arg-type]
-
-    def _get_constructor_parameters(self) -> dict[str, Any]:
-        data = super()._get_constructor_parameters()  # type: ignore[misc]
-        data[SPEC_KWARG] = copy.deepcopy(self.plasticity_injection)
-        return data
-
-
-_CLASS_PREFIX = "InjectionPolicy_"
 
 
 def injectable_policy_class(base: type) -> type:
-    """The subclass of policy class ``base`` that accepts (and rebuilds) ``plasticity_injection``.
+    """Deprecated name of :func:`sb3_plasticity.injectable_policies.injectable_class`."""
+    from sb3_plasticity.injectable_policies import injectable_class
 
-    It lives in this module under a name that encodes ``base``'s import path, so pickles of it (SB3 stores
-    ``policy_class`` in the saved zip) are found again in a fresh process through the module's ``__getattr__``.
-    """
-    if issubclass(base, _InjectionPolicyMixin):
-        return base
-    key = f"{base.__module__}:{base.__qualname__}"
-    name = _CLASS_PREFIX + base64.b32encode(key.encode()).decode().rstrip("=")
-    cls = globals().get(name)
-    if cls is None:
-        # type(base)(...): SB3's policies are ABCs, so the class is built by their metaclass
-        cls = type(base)(base.__name__, (_InjectionPolicyMixin, base), {"__module__": __name__, "__qualname__": name})
-        globals()[name] = cls
-    return cls
+    return injectable_class(base)
 
 
 def __getattr__(name: str) -> Any:
-    # unpickling an injectable policy class in a process that has not created it yet
-    if name.startswith(_CLASS_PREFIX):
-        encoded = name[len(_CLASS_PREFIX) :]
-        module_name, qualname = base64.b32decode(encoded + "=" * (-len(encoded) % 8)).decode().split(":", 1)
-        base: Any = importlib.import_module(module_name)
-        for part in qualname.split("."):
-            base = getattr(base, part)
-        return injectable_policy_class(base)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    # Deprecated: a model saved with a generated injectable policy class (``InjectionPolicy_<...>``, this module) is
+    # loaded in a process that has not created the class yet (see sb3_plasticity.injectable_policies).
+    if not name.startswith("InjectionPolicy_"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from sb3_plasticity.injectable_policies import legacy_class
+
+    return legacy_class(name)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -502,7 +262,7 @@ class PlasticityInjectionCallback(PlasticityCallback):
                 "features extractor is trunk, it keeps training)"
             )
         for network in self.injection_networks:
-            _check_network(policy, network, self.head_layers)
+            head_routes(policy, network, self.head_layers)
         total = int(getattr(self.model, "_total_timesteps", 0) or 0)
         steps = [int(s) if isinstance(s, int) else max(1, round(s * total)) for s in self.inject_at]
         if any(b <= a for a, b in itertools.pairwise(steps)):
