@@ -37,11 +37,11 @@ Reproduce (from the repository root)::
         --output benchmarks/results/monitor_td3_halfcheetah.json
     python benchmarks/bench_overhead.py --method redo --algo sac --pairs 5 --timesteps 6000 \
         --output benchmarks/results/redo_sac_halfcheetah.json
-    python benchmarks/bench_overhead.py --method ne --algo td3 --pairs 3 --timesteps 21000 --net-arch 256 128 \
-        --batch-size 128 --end-step 6000000 --output benchmarks/results/ne_td3_halfcheetah.json
+    python benchmarks/bench_overhead.py --method ne --algo td3 --pairs 3 --timesteps 6000 --freq 5000 --net-arch 256 128 \
+        --batch-size 128 --end-step 6000000 --output benchmarks/results/ne_td3_halfcheetah_default_adam.json
     python benchmarks/bench_overhead.py --method ne --algo td3 --pairs 3 --timesteps 21000 --net-arch 256 128 \
         --batch-size 128 --end-step 6000000 --fused-adam --output benchmarks/results/ne_td3_halfcheetah_fused_adam.json
-    python benchmarks/bench_overhead.py --method ne --algo td3 --pairs 3 --timesteps 21000 --net-arch 256 128 \
+    python benchmarks/bench_overhead.py --method ne --algo td3 --pairs 3 --timesteps 6000 --freq 5000 --net-arch 256 128 \
         --batch-size 128 --end-step 6000000 --adam unfused --output benchmarks/results/ne_td3_halfcheetah_unfused_adam.json
     OMP_NUM_THREADS=1 python benchmarks/bench_overhead.py --method regrama --algo tqc --pairs 5 --timesteps 3000 \
         --output benchmarks/results/regrama_tqc_halfcheetah.json
