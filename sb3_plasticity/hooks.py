@@ -10,9 +10,8 @@ Two objects replace what used to be module-level registries:
   them in; hooks of equal priority run in registration order. It lives on the optimizer itself (an optimizer belongs
   to one model), so surgery, which only sees optimizers, and the continual harness, which has no SB3 model, find it.
   Surgery's fresh-step registry (Adam entries waiting for a fresh first update) is one of its hooks.
-- :class:`PlasticityState`, one per model (:func:`plasticity_state`), attached to the model's policy (and shared with
-  its replay buffer): which callback claims the neurons of which network, which of the package's callbacks run in
-  the current ``learn()``, and the :class:`StepHooks` of the policy's optimizers.
+- :class:`PlasticityState`, one per model (:func:`plasticity_state`), attached to the model's policy: which callback
+  claims the neurons of which network, and the :class:`StepHooks` of the policy's optimizers.
 
 Neither is saved: a policy is saved as its ``state_dict`` and an optimizer pickles only its ``state_dict``, so
 ``save``/``load``, ``set_parameters`` and ``copy.deepcopy`` never carry them (a deep copy of a policy starts with an
@@ -44,7 +43,6 @@ keep the parameter objects, hence the state. Callbacks keep the handles that :me
 from __future__ import annotations
 
 import itertools
-import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -62,10 +60,8 @@ __all__ = [
     "PlasticityState",
     "StepHookHandle",
     "StepHooks",
-    "existing_plasticity_state",
     "existing_step_hooks",
     "plasticity_state",
-    "share_state",
     "step_hooks",
 ]
 
@@ -210,15 +206,11 @@ class PlasticityState:
     ``claims`` maps a network name to ``(callback, learn id)``: the weight-changing callback that owns the network's
     neurons in that ``learn()`` (two such callbacks on one network raise, unless one composes, e.g. NE's
     ``compose=True``); the callbacks claim in their ``_init_callback`` and release in ``on_training_end``.
-    ``active`` holds the package's callbacks running in a ``learn()`` of the model (weakly): a masked policy or an
-    experience review buffer, which do not know the model's callbacks, ask it whether one drives them (the state is
-    shared with the model's replay buffer, see :func:`share_state`). ``warned_learn`` is the ``learn()`` whose
-    ``learning_starts`` warning was given (one per ``learn()``).
+    ``warned_learn`` is the ``learn()`` whose ``learning_starts`` warning was given (one per ``learn()``).
     """
 
     def __init__(self) -> None:
         self.claims: dict[str, tuple[Any, Any]] = {}
-        self.active: weakref.WeakSet = weakref.WeakSet()
         self.warned_learn: Any = None
 
     def release(self, owner: Any) -> None:
@@ -239,7 +231,7 @@ class PlasticityState:
         return PlasticityState()
 
 
-def plasticity_state(policy: Any) -> PlasticityState:
+def plasticity_state(policy: th.nn.Module) -> PlasticityState:
     """The :class:`PlasticityState` of the model whose policy is ``policy``, created at first use. It is kept on the
     policy (one per model; ``model.policy`` stays the same object across ``set_parameters`` and device moves; a model
     loaded from a file has a new policy and starts with an empty state, as a new process would)."""
@@ -248,13 +240,3 @@ def plasticity_state(policy: Any) -> PlasticityState:
         state = PlasticityState()
         policy.__dict__[_STATE_ATTRIBUTE] = state
     return state
-
-
-def existing_plasticity_state(obj: Any) -> PlasticityState | None:
-    """The :class:`PlasticityState` kept on ``obj`` (a policy, or a replay buffer it was shared with), if any."""
-    return getattr(obj, "__dict__", {}).get(_STATE_ATTRIBUTE)
-
-
-def share_state(obj: Any, state: PlasticityState) -> None:
-    """Keep ``state`` on ``obj`` too (the model's replay buffer), so that it finds its model's state."""
-    obj.__dict__[_STATE_ATTRIBUTE] = state

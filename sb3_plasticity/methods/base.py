@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import warnings
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ClassVar, TypeVar
 
@@ -17,7 +18,7 @@ from torch.utils.hooks import RemovableHandle
 
 from sb3_plasticity.capture import Capture
 from sb3_plasticity.checks import check_fraction, check_nonnegative, check_positive_int, check_range
-from sb3_plasticity.hooks import StepHookHandle, existing_plasticity_state, plasticity_state, share_state
+from sb3_plasticity.hooks import StepHookHandle, plasticity_state
 from sb3_plasticity.neurons import NeuronGroup, NeuronModel, discover
 from sb3_plasticity.schedule import EveryN
 
@@ -38,16 +39,20 @@ __all__ = [
 _EXCLUDE = ("stdout", "log")
 
 
-# Which callback changes the neurons of which network (per model and learn() call) and which callbacks run in the
-# current learn() live in the model's PlasticityState (sb3_plasticity.hooks), on its policy and replay buffer.
+# Which callback changes the neurons of which network (per model and learn() call) lives in the model's
+# PlasticityState (sb3_plasticity.hooks), on its policy.
+
+# The package's callbacks running in a learn(), by the model's policy and replay buffer: a masked policy or an
+# experience review buffer does not know the model or its callbacks, and asks here at first use whether a callback
+# drives it (see active_callbacks).
+_ACTIVE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def active_callbacks(obj: Any) -> list[PlasticityCallback]:
     """The package's callbacks of the running ``learn()`` (those between their ``_init_callback`` and
-    ``on_training_end``) whose model has ``obj`` as its policy or replay buffer (a masked policy or an experience
-    review buffer does not know the model or its callbacks, and asks here at first use whether a callback drives it)."""
-    state = existing_plasticity_state(obj)
-    return [] if state is None else list(state.active)
+    ``on_training_end``) whose model has ``obj`` as its policy or replay buffer."""
+    callbacks = _ACTIVE.get(obj)
+    return [] if callbacks is None else list(callbacks)
 
 
 def normalize_networks(networks: str | Sequence[str] | None) -> list[str] | None:
@@ -219,10 +224,9 @@ class PlasticityCallback(BaseCallback):
         state = getattr(self.model, "plasticity_state", {}).get(self.state_key) if self.state_key else None
         if state is not None:
             self.set_state(state)
-        shared = plasticity_state(self.model.policy)
-        shared.active.add(self)
-        if getattr(self.model, "replay_buffer", None) is not None:
-            share_state(self.model.replay_buffer, shared)
+        for obj in (self.model.policy, getattr(self.model, "replay_buffer", None)):
+            if obj is not None:
+                _ACTIVE.setdefault(obj, weakref.WeakSet()).add(self)
 
     # -- silent no-ops: warned at the start of learn() -------------------------------------------------------
     def first_event(self) -> tuple[int, str] | None:
@@ -352,7 +356,9 @@ class PlasticityCallback(BaseCallback):
         try:
             self._finish()
         finally:
-            plasticity_state(self.model.policy).active.discard(self)
+            for obj in (self.model.policy, getattr(self.model, "replay_buffer", None)):
+                if obj is not None and obj in _ACTIVE:
+                    _ACTIVE[obj].discard(self)
             if self.claims_neurons:
                 plasticity_state(self.model.policy).release(self)
 
