@@ -31,6 +31,7 @@ from sb3_plasticity import (
     CycleResetDistillCallback,
     ExperienceReviewBuffer,
     GraMaResetCallback,
+    L2InitCallback,
     MaskedActorCriticPolicy,
     MaskedSACPolicy,
     MaskedTD3Policy,
@@ -38,8 +39,10 @@ from sb3_plasticity import (
     NeuroplasticExpansionCallback,
     PlasticityInjectionCallback,
     PlasticityMonitorCallback,
+    ReBornCallback,
     ReDoCallback,
     ResetCallback,
+    ScorePruningCallback,
     ShrinkPerturbCallback,
 )
 from sb3_plasticity.devices import misplaced_tensors
@@ -66,6 +69,9 @@ ALL = tuple(ALGOS)
 NEW = ("tqc", "crossq", "dqn", "qrdqn")  # issue 12's columns
 # (method, algo) cells of the new columns that run in the default suite; the other new cells are slow
 DEFAULT_NEW = {("redo", "tqc"), ("regrama", "crossq"), ("redo", "dqn"), ("monitor", "qrdqn")}
+# the GraMa paper's other methods (issue 14): one cell each in the default suite, the others slow
+LATER_ROWS = ("reborn", "l2_init", "score_pruning")
+DEFAULT_LATER = {("reborn", "sac"), ("l2_init", "td3"), ("score_pruning", "ppo")}
 STOCHASTIC_ACTOR = ("sac", "ppo", "a2c", "tqc", "crossq")
 ACTOR_CRITIC_OPTIMIZERS = ("td3", "ddpg", "sac", "tqc", "crossq")
 MASKED = {"td3": MaskedTD3Policy, "ddpg": MaskedTD3Policy, "sac": MaskedSACPolicy, "ppo": MaskedActorCriticPolicy}
@@ -97,7 +103,7 @@ METHODS = {
     ),
     "sbp": Method(
         lambda: CycleResetDistillCallback(reset_freq=FREQ, reset_rate=0.25, max_distill_epochs=2, distill_samples=64),
-        "plasticity/cycle_reset/reset_count",
+        "plasticity/cycle_reset_distill/reset_count",
         STOCHASTIC_ACTOR,
     ),
     "ne": Method(
@@ -110,10 +116,16 @@ METHODS = {
     "learning_rates": Method(
         lambda: NetworkLearningRateCallback(actor=1e-4, critic=2e-3), None, ACTOR_CRITIC_OPTIMIZERS, check=_learning_rates_set
     ),
+    "reborn": Method(lambda: ReBornCallback(reset_freq=FREQ), "plasticity/reborn/total_transferred_count"),
+    "l2_init": Method(lambda: L2InitCallback(log_freq=FREQ), "plasticity/l2_init/penalty"),
+    # its tags are per network (plasticity/score_pruning/<network>/pruned_ratio): n_events is checked
+    "score_pruning": Method(lambda: ScorePruningCallback(prune_freq=FREQ), None),
 }
 
 
 def _marks(method: str, algo: str) -> list:
+    if method in LATER_ROWS:
+        return [] if (method, algo) in DEFAULT_LATER else [pytest.mark.slow]
     return [pytest.mark.slow] if algo in NEW and (method, algo) not in DEFAULT_NEW else []
 
 
@@ -137,7 +149,8 @@ DEVICES = [
 
 def test_every_claimed_algorithm_is_covered():
     assert {algo for _, algo in (c.values for c in CELLS)} == set(ALGOS)
-    assert len(CELLS) == 46 + 7 * 4 + 2 + 2 + 3  # issue 12: 7 methods x 4 new algos; SBP, learning rates on 2; NE on 3
+    # issue 12: 7 methods x 4 new algos; SBP, learning rates on 2; NE on 3; ReBorn, L2 Init, score pruning on all 9
+    assert len(CELLS) == 46 + 7 * 4 + 2 + 2 + 3 + 3 * 9
     claimed = {(c.values[0], c.values[1]) for c in CELLS}
     refused = {(m, a) for m, a, _, _ in REFUSED}
     assert not claimed & refused
@@ -201,6 +214,9 @@ ROWS = {
     "ne": "`NeuroplasticExpansionCallback` (masked policy)",
     "injection": "`PlasticityInjectionCallback`",
     "learning_rates": "`NetworkLearningRateCallback`",
+    "reborn": "`ReBornCallback`",
+    "l2_init": "`L2InitCallback`",
+    "score_pruning": "`ScorePruningCallback`",
 }
 
 
