@@ -80,8 +80,8 @@ class TimedCycleResetDistill(CycleResetDistillCallback):
 
     def record(self, key: str, value: float) -> None:
         super().record(key, value)
-        if self._current is not None and key.startswith("distill/"):
-            self._current[key.split("/", 1)[1]] = float(value)
+        if self._current is not None and key.startswith(f"{self.method}/distill/"):
+            self._current[key.rsplit("/", 1)[1]] = float(value)
 
     def run_event(self) -> dict[tuple[str, str], int]:
         self._current = {"step": float(self.num_timesteps)}

@@ -93,8 +93,8 @@ def scaled_down_p3o(tmp_path: Path) -> Path:
 def test_zoo_trains_p3o_on_cycle_friction(tmp_path):
     zoo_train("ppo", "sb3_plasticity/CycleFrictionHopper-v0", scaled_down_p3o(tmp_path), tmp_path, 384)
     scalars = read_scalars(tmp_path / "tb")
-    assert logged_networks({t: v for t, v in scalars.items() if "/cycle_reset/" not in t}) >= {"policy", "value"}
-    assert scalars.get("plasticity/cycle_reset/reset_count")
+    assert logged_networks({t: v for t, v in scalars.items() if "/cycle_reset_distill/" not in t}) >= {"policy", "value"}
+    assert scalars.get("plasticity/cycle_reset_distill/reset_count")
     assert (tmp_path / "logs" / "ppo" / "sb3_plasticity-CycleFrictionHopper-v0_1").is_dir()
 
 

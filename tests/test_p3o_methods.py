@@ -188,15 +188,15 @@ def test_selections_inside_learn_reset_as_many_as_the_cycle(selection):
 
     cb.select_neurons = spy
     model.learn(320, callback=cb)  # events run at the rollouts starting at 64, 128, 192, 256
-    counts = rec.values(f"plasticity/cycle_reset/policy/{PI[0]}/reset_count")
+    counts = rec.values(f"plasticity/cycle_reset_distill/policy/{PI[0]}/reset_count")
     assert [s for s, _ in counts] == [64, 128, 192, 256] and all(n == 4 for _, n in counts)
     assert all(len(set(c)) == 4 for c in chosen)
-    shares = [v for _, v in rec.values("plasticity/cycle_reset/policy/reset_proportion")]
+    shares = [v for _, v in rec.values("plasticity/cycle_reset_distill/policy/reset_proportion")]
     assert shares[0] == 0.25 and shares == sorted(shares) and shares[-1] <= 1.0
     if selection == "cycle":
         assert chosen == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11], [12, 13, 14, 15]]
         assert shares == [0.25, 0.5, 0.75, 1.0]
-    assert len(rec.values("plasticity/distill/epochs")) == 4  # selection and distillation compose
+    assert len(rec.values("plasticity/cycle_reset_distill/distill/epochs")) == 4  # selection and distillation compose
 
 
 def test_reset_proportion_survives_save_and_load(tmp_path):
@@ -249,12 +249,13 @@ def test_recovery_stops_at_the_threshold(mode, threshold, returns, epochs, cap_h
     cb.record = lambda key, value: recorded.__setitem__(key, float(value))
     cb.run_event()
     assert len(ran) == epochs
-    assert recorded["recovery/epochs"] == epochs and recorded["recovery/total_epochs"] == epochs
-    assert recorded["recovery/gradient_steps"] == 2 * epochs
-    assert recorded["recovery/cap_hit"] == cap_hit
-    assert recorded["recovery/target"] == (returns[0] - threshold if mode == "drop" else threshold)
-    assert ("recovery/return_before" in recorded) == (mode == "drop")
-    assert "distill/epochs" not in recorded
+    rt = {k.removeprefix("cycle_reset_distill/recovery/"): v for k, v in recorded.items() if "/recovery/" in k}
+    assert rt["epochs"] == epochs and rt["total_epochs"] == epochs
+    assert rt["gradient_steps"] == 2 * epochs
+    assert rt["cap_hit"] == cap_hit
+    assert rt["target"] == (returns[0] - threshold if mode == "drop" else threshold)
+    assert ("return_before" in rt) == (mode == "drop")
+    assert "cycle_reset_distill/distill/epochs" not in recorded
 
 
 def test_recovery_inside_learn_trains_on_the_last_rollout():
@@ -276,10 +277,10 @@ def test_recovery_inside_learn_trains_on_the_last_rollout():
     model.learn(192, callback=cb)  # 3 rollouts: events at the starts of rollouts 2 and 3
     # CartPole returns are >= 1 > 0: one extra epoch per event, one PPO epoch of 2 minibatches each
     assert updates == [1, 1]
-    assert [v for _, v in rec.values("plasticity/recovery/epochs")] == [1.0, 1.0]
-    assert [v for _, v in rec.values("plasticity/recovery/gradient_steps")] == [2.0, 2.0]
-    assert [v for _, v in rec.values("plasticity/recovery/total_epochs")] == [1.0, 2.0]
-    assert all(v > 0 for _, v in rec.values("plasticity/recovery/eval_steps"))
+    assert [v for _, v in rec.values("plasticity/cycle_reset_distill/recovery/epochs")] == [1.0, 1.0]
+    assert [v for _, v in rec.values("plasticity/cycle_reset_distill/recovery/gradient_steps")] == [2.0, 2.0]
+    assert [v for _, v in rec.values("plasticity/cycle_reset_distill/recovery/total_epochs")] == [1.0, 2.0]
+    assert all(v > 0 for _, v in rec.values("plasticity/cycle_reset_distill/recovery/eval_steps"))
     assert model.n_epochs == 2 and model.num_timesteps == 192  # restored; evaluation steps are not training steps
     assert cb._eval_env is None  # closed at the end of learn()
 

@@ -108,10 +108,10 @@ def test_event_freezes_reset_neurons_and_leaves_the_critic_alone():
     for key, value in values.items():
         assert th.equal(after[key], value), key
     # the final loss is <= tau or the cap was hit, and it says which
-    assert recorded["distill/epochs"] == 3 and recorded["distill/cap_hit"] == 1.0
-    assert recorded["distill/loss"] > 1e-6
-    assert recorded["distill/kl_final"] <= recorded["distill/kl_before"]
-    assert recorded["cycle_reset/cursor"] == 0.0 and cb.cycle_index == 1
+    assert recorded["cycle_reset_distill/distill/epochs"] == 3 and recorded["cycle_reset_distill/distill/cap_hit"] == 1.0
+    assert recorded["cycle_reset_distill/distill/loss"] > 1e-6
+    assert recorded["cycle_reset_distill/distill/kl_final"] <= recorded["cycle_reset_distill/distill/kl_before"]
+    assert recorded["cycle_reset_distill/cursor"] == 0.0 and cb.cycle_index == 1
 
 
 def test_distillation_reaches_tau_when_not_capped():
@@ -124,7 +124,7 @@ def test_distillation_reaches_tau_when_not_capped():
     recorded = {}
     cb.record = lambda key, value: recorded.__setitem__(key, float(value))
     cb.run_event()
-    assert recorded["distill/loss"] <= 0.01 and recorded["distill/cap_hit"] == 0.0
+    assert recorded["cycle_reset_distill/distill/loss"] <= 0.01 and recorded["cycle_reset_distill/distill/cap_hit"] == 0.0
 
 
 @pytest.mark.parametrize("algo", ["ppo", "sac"])
@@ -147,14 +147,14 @@ def test_inside_learn_events_and_tags(algo, tmp_path):
         network = "actor"
         assert any(not th.equal(v, critic[k]) for k, v in model.critic.state_dict().items())  # SAC still trains it
     scalars = read_scalars(model.logger.dir)
-    assert [s for s, _ in scalars["plasticity/cycle_reset/reset_count"]] == expected_steps
-    assert [v for _, v in scalars["plasticity/cycle_reset/cursor"]] == [0.0, 0.5, 0.0]
+    assert [s for s, _ in scalars["plasticity/cycle_reset_distill/reset_count"]] == expected_steps
+    assert [v for _, v in scalars["plasticity/cycle_reset_distill/cursor"]] == [0.0, 0.5, 0.0]
     for tag in ("epochs", "total_epochs", "epoch_ratio", "loss", "kl_before", "kl_final", "cap_hit"):
-        assert len(scalars[f"plasticity/distill/{tag}"]) == 3, tag
-    assert f"plasticity/cycle_reset/{network}/mlp_extractor.policy_net.0/reset_count" in scalars or (
-        f"plasticity/cycle_reset/{network}/latent_pi.0/reset_count" in scalars
+        assert len(scalars[f"plasticity/cycle_reset_distill/distill/{tag}"]) == 3, tag
+    assert f"plasticity/cycle_reset_distill/{network}/mlp_extractor.policy_net.0/reset_count" in scalars or (
+        f"plasticity/cycle_reset_distill/{network}/latent_pi.0/reset_count" in scalars
     )
-    assert "plasticity/cycle_reset/policy_kl" in scalars
+    assert "plasticity/cycle_reset_distill/policy_kl" in scalars
 
 
 def test_cycle_ablation_does_not_distill(tmp_path):
@@ -162,8 +162,8 @@ def test_cycle_ablation_does_not_distill(tmp_path):
     cb = CycleResetDistillCallback(reset_freq=200, reset_rate=0.5, distill=False)
     model.learn(300, callback=cb)
     scalars = read_scalars(model.logger.dir)
-    assert "plasticity/cycle_reset/reset_count" in scalars
-    assert not any(k.startswith("plasticity/distill/") for k in scalars)
+    assert "plasticity/cycle_reset_distill/reset_count" in scalars
+    assert not any(k.startswith("plasticity/cycle_reset_distill/distill/") for k in scalars)
 
 
 @pytest.mark.parametrize(
@@ -201,6 +201,23 @@ def test_cursor_survives_save_and_load(tmp_path):
     cb2 = CycleResetDistillCallback(reset_freq=200, reset_rate=0.25)
     cb2.init_callback(loaded)
     assert cb2.cycle_index == 1 and cb2.total_distill_epochs == cb.total_distill_epochs
+
+
+def test_state_saved_under_the_old_method_name_resumes():
+    # models saved when the method's tags and state key were "cycle_reset"
+    model = _ppo()
+    model.plasticity_state = {"cycle_reset[policy]": {"cycle_index": 2, "total_distill_epochs": 7}}
+    cb = CycleResetDistillCallback(reset_freq=200, reset_rate=0.25)
+    cb.init_callback(model)
+    assert cb.cycle_index == 2 and cb.total_distill_epochs == 7
+    assert set(model.plasticity_state) == {"cycle_reset_distill[policy]"} and cb.state_key == "cycle_reset_distill[policy]"
+
+
+def test_old_module_path_is_the_same_module():
+    import sb3_plasticity.methods.cycle_reset_distill as new
+    import sb3_plasticity.methods.sbp as old
+
+    assert old is new and old.CycleResetDistillCallback is CycleResetDistillCallback
 
 
 def test_sac_event_leaves_the_critic_and_its_target_untouched():

@@ -105,17 +105,17 @@ def test_zoo_run(tmp_path, conf):
     algo, sbp, _ = CONFIGS[conf]
     zoo_train(algo, ENV, scaled_down(conf, tmp_path), tmp_path, TEST_STEPS[algo])
     scalars = read_scalars(tmp_path / "tb")
-    cycle = sorted(t for t in scalars if t.startswith("plasticity/cycle_reset/"))
-    distill = sorted(t for t in scalars if t.startswith("plasticity/distill/"))
+    cycle = sorted(t for t in scalars if t.startswith("plasticity/cycle_reset_distill/"))
+    distill = sorted(t for t in scalars if t.startswith("plasticity/cycle_reset_distill/distill/"))
     if sbp is None:
         assert not cycle and not distill, cycle + distill
         return
-    counts = scalars.get("plasticity/cycle_reset/reset_count")
+    counts = scalars.get("plasticity/cycle_reset_distill/reset_count")
     assert counts and len(counts) >= 2, cycle
     assert all(n > 0 for _, n in counts)  # 1% of 256 neurons rounds to 2 or 3 per layer, never 0
     if sbp.get("distill", True):
-        kl_before = scalars.get("plasticity/distill/kl_before")
+        kl_before = scalars.get("plasticity/cycle_reset_distill/distill/kl_before")
         assert kl_before and len(kl_before) == len(counts), distill
-        assert all(epochs <= 2 for _, epochs in scalars["plasticity/distill/epochs"])  # max_distill_epochs
+        assert all(epochs <= 2 for _, epochs in scalars["plasticity/cycle_reset_distill/distill/epochs"])  # max_distill_epochs
     else:
         assert not distill, distill

@@ -84,9 +84,11 @@ def check(conf: str, scalars: dict) -> None:
             assert scalars.get(f"plasticity/{net}/{metric}"), (net, metric)
     assert scalars.get(f"plasticity/{network}/grad_norm")
     methods = {t.split("/")[1] for t in scalars if t.startswith("plasticity/") and t.split("/")[1] in
-               ("redo", "cbp", "cycle_reset", "distill", "recovery")}  # fmt: skip
-    expected = {"none": set(), "redo": {"redo"}, "cbp": {"cbp"}, "cycle": {"cycle_reset"},
-                "inds": {"cycle_reset", "distill"}, "rt": {"cycle_reset", "recovery"}}[kind]  # fmt: skip
+               ("redo", "cbp", "cycle_reset_distill")}  # fmt: skip
+    methods |= {t.split("/")[2] for t in scalars if t.startswith("plasticity/cycle_reset_distill/") and t.split("/")[2] in
+                ("distill", "recovery")}  # fmt: skip
+    expected = {"none": set(), "redo": {"redo"}, "cbp": {"cbp"}, "cycle": {"cycle_reset_distill"},
+                "inds": {"cycle_reset_distill", "distill"}, "rt": {"cycle_reset_distill", "recovery"}}[kind]  # fmt: skip
     assert methods == expected, methods
     if kind == "redo":  # the bottom 1% of each layer of 256: floor(2.56) = 2 at every event, the actor only
         for layer in LAYERS[algo]:
@@ -100,16 +102,16 @@ def check(conf: str, scalars: dict) -> None:
         assert total > 0 and not [t for t in scalars if t.startswith("plasticity/cbp/value/")]
         assert scalars["plasticity/cbp/policy/reset_proportion"][-1][1] > 0
     elif kind in ("cycle", "inds", "rt"):  # as many as the cycle: 1% of 256 is 2 or 3 neurons per layer and event
-        counts = scalars[f"plasticity/cycle_reset/policy/{LAYERS['ppo'][0]}/reset_count"]
+        counts = scalars[f"plasticity/cycle_reset_distill/policy/{LAYERS['ppo'][0]}/reset_count"]
         assert len(counts) == 2 and all(n in (2, 3) for _, n in counts), counts
-        assert scalars["plasticity/cycle_reset/policy/reset_proportion"]
+        assert scalars["plasticity/cycle_reset_distill/policy/reset_proportion"]
         if kind == "inds":
-            assert all(e <= 2 for _, e in scalars["plasticity/distill/epochs"])
+            assert all(e <= 2 for _, e in scalars["plasticity/cycle_reset_distill/distill/epochs"])
         if kind == "rt":
-            epochs = [v for _, v in scalars["plasticity/recovery/epochs"]]
+            epochs = [v for _, v in scalars["plasticity/cycle_reset_distill/recovery/epochs"]]
             assert len(epochs) == 2 and all(1 <= e <= 2 for e in epochs)
-            assert scalars["plasticity/recovery/total_epochs"][-1][1] == sum(epochs)
-            assert all(v > 0 for _, v in scalars["plasticity/recovery/eval_steps"])
+            assert scalars["plasticity/cycle_reset_distill/recovery/total_epochs"][-1][1] == sum(epochs)
+            assert all(v > 0 for _, v in scalars["plasticity/cycle_reset_distill/recovery/eval_steps"])
 
 
 def params():

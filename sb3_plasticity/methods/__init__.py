@@ -2,6 +2,7 @@
 
 from sb3_plasticity.methods.base import PlasticityCallback
 from sb3_plasticity.methods.cbp import CBPCallback
+from sb3_plasticity.methods.cycle_reset_distill import CycleResetDistillCallback, alpha_dkl
 from sb3_plasticity.methods.drift import PolicyProbe
 from sb3_plasticity.methods.injection import InjectedHead, PlasticityInjectionCallback, inject_heads
 from sb3_plasticity.methods.intervention import InterventionCallback
@@ -15,7 +16,6 @@ from sb3_plasticity.methods.reborn import ReBornCallback
 from sb3_plasticity.methods.redo import ReDoCallback
 from sb3_plasticity.methods.regrama import GraMaResetCallback
 from sb3_plasticity.methods.reset import ResetCallback
-from sb3_plasticity.methods.sbp import CycleResetDistillCallback, alpha_dkl
 from sb3_plasticity.methods.shrink_perturb import ShrinkPerturbCallback
 
 __all__ = [

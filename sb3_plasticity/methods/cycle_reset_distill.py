@@ -123,16 +123,18 @@ class CycleResetDistillCallback(InterventionCallback):
       the reset is already below ``distill_tau``; with a small distillation set the fresh optimizer's first
       steps can then raise it slightly.
 
-    Logged (besides :class:`InterventionCallback`'s counts, dormant ratios and ``policy_kl`` drift under
-    ``plasticity/cycle_reset/``): ``plasticity/cycle_reset/cursor`` (p before the event),
-    ``plasticity/cycle_reset/<network>/reset_proportion`` (share of the actor's hidden neurons reset at least once
-    so far, P3O Table 4), ``plasticity/distill/epochs``, ``total_epochs``, ``epoch_ratio`` (total distillation
-    epochs / the algorithm's own epochs or gradient steps so far, P3O Table 2), ``loss`` (final alpha-DKL),
-    ``kl_before`` and ``kl_final`` (KL(teacher || student) right after the reset and after distillation),
-    ``cap_hit`` (1 when the epoch cap stopped it above ``distill_tau``); with recovery training
-    ``plasticity/recovery/epochs``, ``total_epochs``, ``gradient_steps`` (extra optimizer steps of this event),
-    ``return_before`` (``"drop"`` mode), ``target``, ``return_after`` (the last evaluation), ``eval_steps`` (env
-    steps the evaluations took; not counted in ``num_timesteps``) and ``cap_hit``.
+    Logged under ``plasticity/cycle_reset_distill/`` (the method's one name, as its class and file; earlier tags:
+    ``plasticity/cycle_reset/``, ``plasticity/distill/``, ``plasticity/recovery/``): besides
+    :class:`InterventionCallback`'s counts, dormant ratios and ``policy_kl`` drift, ``cursor`` (p before the event),
+    ``<network>/reset_proportion`` (share of the actor's hidden neurons reset at least once so far, P3O Table 4),
+    ``distill/epochs``, ``distill/total_epochs``, ``distill/epoch_ratio`` (total distillation epochs / the
+    algorithm's own epochs or gradient steps so far, P3O Table 2), ``distill/loss`` (final alpha-DKL),
+    ``distill/kl_before`` and ``distill/kl_final`` (KL(teacher || student) right after the reset and after
+    distillation), ``distill/cap_hit`` (1 when the epoch cap stopped it above ``distill_tau``); with recovery
+    training ``recovery/epochs``, ``recovery/total_epochs``, ``recovery/gradient_steps`` (extra optimizer steps of
+    this event), ``recovery/return_before`` (``"drop"`` mode), ``recovery/target``, ``recovery/return_after`` (the
+    last evaluation), ``recovery/eval_steps`` (env steps the evaluations took; not counted in ``num_timesteps``)
+    and ``recovery/cap_hit``. A model saved with the old state key (``plasticity_state["cycle_reset[<actor>]"]``) resumes.
 
     :param reset_freq: env steps between events (default 50 000, P3O Table 3; SAC: 10 000, Table 6).
     :param reset_rate: fraction of each hidden layer reset per event, in (0, 1] (default 0.01, Table 3).
@@ -155,7 +157,7 @@ class CycleResetDistillCallback(InterventionCallback):
     :param verbose: 0 or 1.
     """
 
-    method = "cycle_reset"
+    method = "cycle_reset_distill"
     SELECTIONS = ("cycle", "random", "redo", "cbp")
 
     def __init__(
@@ -237,6 +239,10 @@ class CycleResetDistillCallback(InterventionCallback):
                 f"(PPO, A2C); {type(self.model).__name__} has none"
             )
         self.networks = [adapter.actor_network(policy)]
+        saved = getattr(self.model, "plasticity_state", None)
+        old_key = "cycle_reset" + self.state_key.removeprefix(self.method)  # saved when the method was "cycle_reset"
+        if isinstance(saved, dict) and old_key in saved and self.state_key not in saved:
+            saved[self.state_key] = saved.pop(old_key)
         super()._init_callback()
 
     @property
@@ -346,12 +352,12 @@ class CycleResetDistillCallback(InterventionCallback):
         return_before = None
         if self.recovery_threshold is not None and self.recovery_mode == "drop":
             return_before = self._evaluate_return()
-        self.record("cycle_reset/cursor", self.cycle_index * self.reset_rate)
+        self.record(f"{self.method}/cursor", self.cycle_index * self.reset_rate)
         counts = {(g.network, g.name): reset_neurons(g, idx, outgoing=self.outgoing) for g, idx in reset.items()}
         for g, idx in reset.items():
             self.tracker.add(g, idx)
         for network, share in self.tracker.proportions(groups).items():
-            self.record(f"cycle_reset/{network}/reset_proportion", share)
+            self.record(f"{self.method}/{network}/reset_proportion", share)
         self.cycle_index = (self.cycle_index + 1) % self.events_per_cycle
         if self.distill:
             self._distill(data, teacher, reset)
@@ -390,13 +396,13 @@ class CycleResetDistillCallback(InterventionCallback):
         optimizer.zero_grad(set_to_none=True)
         self.total_distill_epochs += epochs
         own_epochs = max(self.model._n_updates, 1)
-        self.record("distill/epochs", epochs)
-        self.record("distill/total_epochs", self.total_distill_epochs)
-        self.record("distill/epoch_ratio", self.total_distill_epochs / own_epochs)
-        self.record("distill/loss", loss)
-        self.record("distill/kl_before", kl_before)
-        self.record("distill/kl_final", kl)
-        self.record("distill/cap_hit", float(loss > self.distill_tau))
+        self.record(f"{self.method}/distill/epochs", epochs)
+        self.record(f"{self.method}/distill/total_epochs", self.total_distill_epochs)
+        self.record(f"{self.method}/distill/epoch_ratio", self.total_distill_epochs / own_epochs)
+        self.record(f"{self.method}/distill/loss", loss)
+        self.record(f"{self.method}/distill/kl_before", kl_before)
+        self.record(f"{self.method}/distill/kl_final", kl)
+        self.record(f"{self.method}/distill/cap_hit", float(loss > self.distill_tau))
 
     # -- recovery training (App. A.4.5) -------------------------------------------------------------------
     def recovery_target(self, return_before: float | None) -> float:
@@ -418,14 +424,14 @@ class CycleResetDistillCallback(InterventionCallback):
                 break
         self.total_recovery_epochs += epochs
         if return_before is not None:
-            self.record("recovery/return_before", return_before)
-        self.record("recovery/target", target)
-        self.record("recovery/return_after", ret)
-        self.record("recovery/epochs", epochs)
-        self.record("recovery/total_epochs", self.total_recovery_epochs)
-        self.record("recovery/gradient_steps", steps)
-        self.record("recovery/eval_steps", self._eval_steps)
-        self.record("recovery/cap_hit", float(ret < target))
+            self.record(f"{self.method}/recovery/return_before", return_before)
+        self.record(f"{self.method}/recovery/target", target)
+        self.record(f"{self.method}/recovery/return_after", ret)
+        self.record(f"{self.method}/recovery/epochs", epochs)
+        self.record(f"{self.method}/recovery/total_epochs", self.total_recovery_epochs)
+        self.record(f"{self.method}/recovery/gradient_steps", steps)
+        self.record(f"{self.method}/recovery/eval_steps", self._eval_steps)
+        self.record(f"{self.method}/recovery/cap_hit", float(ret < target))
         self._eval_steps = 0
 
     def _train_one_epoch(self) -> int:
