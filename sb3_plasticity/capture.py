@@ -47,6 +47,7 @@ import torch as th
 from torch import nn
 
 from sb3_plasticity.adapters import adapter_for, evaluation_mode
+from sb3_plasticity.hooks import OBSERVE, step_hooks
 from sb3_plasticity.neurons import NeuronGroup, NeuronModel
 
 __all__ = [
@@ -181,7 +182,8 @@ class Capture:
         if self.gradients:
             optimizers = {id(o): o for g in self.groups if not g.is_target for o in g.optimizers}
             for opt in optimizers.values():
-                self._handles.append(opt.register_step_pre_hook(self._step_hook))
+                # OBSERVE: after the gradient terms (L2 Init), before surgery that reads what was recorded here
+                self._handles.append(step_hooks(opt).add_pre(OBSERVE, self._step_hook))
 
     def disarm(self) -> None:
         """Remove every hook (idempotent)."""

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch as th
 
+from sb3_plasticity.hooks import OBSERVE, step_hooks
 from sb3_plasticity.methods.base import PlasticityCallback
 from sb3_plasticity.neurons import Layer
 
@@ -130,7 +131,8 @@ class GradientHeatmapCallback(PlasticityCallback):
             id(o): o for layers in self._layers.values() for la in layers for o in self.neurons.optimizers_of(la.module.weight)
         }
         for opt in optimizers.values():
-            self._handles.append(opt.register_step_pre_hook(self._step_hook))
+            # OBSERVE: the gradient the step applies (after GRADIENT terms), before any surgery zeroes entries of it
+            self._handles.append(step_hooks(opt).add_pre(OBSERVE, self._step_hook))
 
     def disarm(self) -> None:
         for handle in self._handles:

@@ -10,6 +10,7 @@ import torch as th
 
 from sb3_plasticity.capture import Capture, GroupRecord, buffer_ready, probe, sample_batch, training_batch_size
 from sb3_plasticity.checks import check_choice, check_fraction, check_nonnegative
+from sb3_plasticity.hooks import SURGERY, step_hooks
 from sb3_plasticity.methods.intervention import InterventionCallback
 from sb3_plasticity.metrics import lowest
 from sb3_plasticity.neurons import NeuronGroup
@@ -407,7 +408,8 @@ class TrainingPassScoring(EventMechanism):
         optimizers = {id(o): o for g in cb.capture.groups for o in cb.neurons.optimizers_of(g.producer.weight)}
         self.held = list(optimizers.values())
         hold_fresh_steps(self.held)  # registered now: no hook may be added while an optimizer runs its hooks
-        self.handles = [opt.register_step_pre_hook(cb.guarded(self._before_step)) for opt in self.held]
+        # SURGERY: after the capture's OBSERVE hook has recorded this step's gradients, before the fresh-step hook
+        self.handles = [step_hooks(opt).add_pre(SURGERY, cb.guarded(self._before_step)) for opt in self.held]
         self.phase = "scoring"
 
     def _before_step(self, optimizer: th.optim.Optimizer, args, kwargs) -> None:
