@@ -42,6 +42,7 @@ from sb3_plasticity.extras import MissingExtraError, missing_modules
 from sb3_plasticity.injectable_policies import (
     InjectableActorCriticPolicy,
     InjectableDQNPolicy,
+    InjectableDrQV2Policy,
     InjectablePolicy,
     InjectableSACPolicy,
     InjectableTD3Policy,
@@ -150,6 +151,7 @@ __all__ = [
     "GroupRecord",
     "InjectableActorCriticPolicy",
     "InjectableDQNPolicy",
+    "InjectableDrQV2Policy",
     "InjectablePolicy",
     "InjectableSACPolicy",
     "InjectableTD3Policy",

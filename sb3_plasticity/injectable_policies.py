@@ -8,17 +8,18 @@ rebuild the injected heads from a constructor argument. :class:`InjectablePolicy
 and its optimizers; the callback keeps that argument up to date in the algorithm's ``policy_kwargs``.
 
 Opt in by naming an injectable class: ``TD3(InjectableTD3Policy, env)`` (also DDPG), ``SAC(InjectableSACPolicy,
-env)``, ``PPO(InjectableActorCriticPolicy, env)`` (also A2C), ``DQN(InjectableDQNPolicy, env)``; any other policy
-class by mixing it in first::
+env)``, ``PPO(InjectableActorCriticPolicy, env)`` (also A2C), ``DQN(InjectableDQNPolicy, env)``,
+``DrQV2(InjectableDrQV2Policy, env)``; any other policy class by mixing it in first::
 
     class InjectableTQCPolicy(InjectablePolicy, TQCPolicy):
         pass
 
 Without opting in: a policy whose class is exactly SB3's ``TD3Policy``, ``SACPolicy``, ``ActorCriticPolicy`` or
-``DQNPolicy`` (what ``"MlpPolicy"`` gives) becomes the injectable class above at its first injection, so plain
-``"MlpPolicy"`` models save and load as before. Any other class is given a generated subclass, found again when a
-saved model is loaded through a module ``__getattr__`` (how every injected policy was saved before these classes
-existed; models saved that way still load): this fallback is deprecated and warns (``FutureWarning``).
+``DQNPolicy`` (what ``"MlpPolicy"`` gives), or DrQ-v2's ``DrQV2Policy``, becomes the injectable class above at its
+first injection, so plain ``"MlpPolicy"`` models save and load as before. Any other class is given a generated
+subclass, found again when a saved model is loaded through a module ``__getattr__`` (how every injected policy was
+saved before these classes existed; models saved that way still load): this fallback is deprecated and warns
+(``FutureWarning``).
 """
 
 from __future__ import annotations
@@ -34,12 +35,14 @@ from stable_baselines3.dqn.policies import DQNPolicy
 from stable_baselines3.sac.policies import SACPolicy
 from stable_baselines3.td3.policies import TD3Policy
 
+from sb3_plasticity.algos.drqv2_policies import DrQV2Policy
 from sb3_plasticity.injected_heads import SPEC_KWARG
 from sb3_plasticity.methods.injection import inject_heads
 
 __all__ = [
     "InjectableActorCriticPolicy",
     "InjectableDQNPolicy",
+    "InjectableDrQV2Policy",
     "InjectablePolicy",
     "InjectableSACPolicy",
     "InjectableTD3Policy",
@@ -86,12 +89,17 @@ class InjectableDQNPolicy(InjectablePolicy, DQNPolicy):
     """SB3's ``DQNPolicy`` whose injected heads survive ``save`` / ``load``."""
 
 
-# SB3's policy classes (what "MlpPolicy" gives) -> their injectable class
+class InjectableDrQV2Policy(InjectablePolicy, DrQV2Policy):
+    """:class:`~sb3_plasticity.DrQV2Policy` (PI-DrQ) whose injected heads survive ``save`` / ``load``."""
+
+
+# SB3's policy classes (what "MlpPolicy" gives) and DrQ-v2's -> their injectable class
 _INJECTABLE = {
     TD3Policy: InjectableTD3Policy,
     SACPolicy: InjectableSACPolicy,
     ActorCriticPolicy: InjectableActorCriticPolicy,
     DQNPolicy: InjectableDQNPolicy,
+    DrQV2Policy: InjectableDrQV2Policy,
 }
 
 

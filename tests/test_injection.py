@@ -13,12 +13,19 @@ import torch as th
 from helpers import Recorder
 from stable_baselines3 import A2C, DQN, PPO, SAC, TD3
 from stable_baselines3.common.logger import Logger
+from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.dqn.policies import DQNPolicy
+from stable_baselines3.sac.policies import SACPolicy
+from stable_baselines3.td3.policies import TD3Policy
 from torch import nn
 
 from sb3_plasticity import (
     BroNetSACPolicy,
     BroNetTD3Policy,
+    DrQV2Policy,
     InjectableActorCriticPolicy,
+    InjectableDQNPolicy,
+    InjectableDrQV2Policy,
     InjectablePolicy,
     InjectableSACPolicy,
     InjectableTD3Policy,
@@ -421,6 +428,13 @@ def test_models_saved_with_generated_classes_still_load():
     assert issubclass(cls, InjectablePolicy) and issubclass(cls, BroNetSACPolicy) and cls.__module__ == injection.__name__
     with pytest.raises(AttributeError):
         injection.NoSuchName  # noqa: B018
+
+
+def test_injectable_class_of_each_built_in_policy():
+    expected = {TD3Policy: InjectableTD3Policy, SACPolicy: InjectableSACPolicy, DQNPolicy: InjectableDQNPolicy,
+                ActorCriticPolicy: InjectableActorCriticPolicy, DrQV2Policy: InjectableDrQV2Policy}  # fmt: skip
+    for base, cls in expected.items():
+        assert injectable_policies.injectable_class(base) is cls and injectable_policies.injectable_class(cls) is cls
 
 
 class _UnknownPolicy(nn.Module):
