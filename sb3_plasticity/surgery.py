@@ -72,15 +72,41 @@ def _as_index(neurons: th.Tensor | Sequence[int], device: th.device) -> th.Tenso
     return idx
 
 
+# A norm's per-neuron entries and their fresh values, by attribute name: the affine scale (``weight`` in PyTorch's
+# norms, ``scale`` in sb3-contrib's BatchRenorm) 1 and shift 0; the running statistics (``running_mean`` /
+# ``running_var`` in BatchNorm, ``ra_mean`` / ``ra_var`` in BatchRenorm) mean 0 and variance 1, as in a fresh layer.
+_NORM_AFFINE: dict[str, float] = {"weight": 1.0, "scale": 1.0, "bias": 0.0}
+_NORM_STATS: dict[str, float] = {"running_mean": 0.0, "ra_mean": 0.0, "running_var": 1.0, "ra_var": 1.0}
+
+
+def _norm_affine(norm: nn.Module, n_neurons: int) -> list[tuple[nn.Parameter, float]]:
+    """The per-neuron affine parameters of ``norm`` (one entry per neuron) with their fresh values."""
+    found = []
+    for name, value in _NORM_AFFINE.items():
+        p = getattr(norm, name, None)
+        if isinstance(p, nn.Parameter) and p.dim() == 1 and p.shape[0] == n_neurons:
+            found.append((p, value))
+    return found
+
+
+@th.no_grad()
+def _reset_norm(norm: nn.Module, n_neurons: int, idx: th.Tensor | slice) -> None:
+    """Set the entries ``idx`` of ``norm``'s per-neuron affine parameters and running statistics to a fresh layer's
+    values (see ``_NORM_AFFINE`` and ``_NORM_STATS``)."""
+    for p, value in _norm_affine(norm, n_neurons):
+        p[idx] = value
+    for name, value in _NORM_STATS.items():
+        buf = getattr(norm, name, None)
+        if isinstance(buf, th.Tensor) and buf.dim() == 1 and buf.shape[0] == n_neurons:
+            buf[idx] = value
+
+
 def _incoming_entries(group: NeuronGroup, idx: th.Tensor) -> list[tuple[nn.Parameter, tuple]]:
     entries: list[tuple[nn.Parameter, tuple]] = [(group.producer.weight, (idx,))]
     if group.producer.bias is not None:
         entries.append((group.producer.bias, (idx,)))
     if group.norm is not None:
-        for name in ("weight", "bias"):
-            p = getattr(group.norm, name, None)
-            if isinstance(p, nn.Parameter) and p.dim() == 1 and p.shape[0] == group.n_neurons:
-                entries.append((p, (idx,)))
+        entries += [(p, (idx,)) for p, _ in _norm_affine(group.norm, group.n_neurons)]
     return entries
 
 
@@ -114,7 +140,9 @@ def _live_bias(bias: th.Tensor, unconnected: th.Tensor, fan_in: int, generator: 
 def reinitialize_incoming(
     group: NeuronGroup, neurons: th.Tensor | Sequence[int], generator: th.Generator | None = None
 ) -> None:
-    """Re-draw the incoming weights and bias of ``neurons`` from ``group.init``; reset norm affine entries.
+    """Re-draw the incoming weights and bias of ``neurons`` from ``group.init``; reset the norm's entries of
+    ``neurons`` as in a fresh norm: scale (``weight``, or BatchRenorm's ``scale``) 1, ``bias`` 0, running mean 0 and
+    running variance 1 (BatchNorm's ``running_mean``/``running_var``, BatchRenorm's ``ra_mean``/``ra_var``).
 
     A producer with a connection ``mask`` keeps its masked entries at zero. A neuron left with no incoming
     connection at all (a neuron pruned by Neuroplastic Expansion) gets a positive bias, so that it stays
@@ -136,11 +164,7 @@ def reinitialize_incoming(
             new_bias = _live_bias(new_bias, unconnected, weight[0].numel(), generator)
         producer.bias[idx] = new_bias
     if group.norm is not None:
-        w, b = getattr(group.norm, "weight", None), getattr(group.norm, "bias", None)
-        if isinstance(w, nn.Parameter) and w.dim() == 1 and w.shape[0] == group.n_neurons:
-            w[idx] = 1.0
-        if isinstance(b, nn.Parameter) and b.dim() == 1 and b.shape[0] == group.n_neurons:
-            b[idx] = 0.0
+        _reset_norm(group.norm, group.n_neurons, idx)
 
 
 @th.no_grad()
@@ -453,8 +477,16 @@ def reset_layer(
     module.weight.copy_(weight if mask is None else weight * mask.to(weight.dtype))
     if module.bias is not None and bias is not None:
         module.bias.copy_(bias)
-    if layer.norm is not None and hasattr(layer.norm, "reset_parameters"):
-        layer.norm.reset_parameters()
+    if layer.norm is not None:
+        if hasattr(layer.norm, "reset_parameters"):
+            layer.norm.reset_parameters()
+        if hasattr(layer.norm, "reset_running_stats"):
+            layer.norm.reset_running_stats()
+        # norms without those methods (sb3-contrib's BatchRenorm): every entry, and its step count (warm-up again)
+        _reset_norm(layer.norm, module.weight.shape[0], slice(None))
+        steps = getattr(layer.norm, "steps", None)
+        if isinstance(steps, th.Tensor) and steps.dim() == 0:
+            steps.zero_()
     if optimizer:
         for param in _layer_params(layer):
             for opt in model.optimizers_of(param):

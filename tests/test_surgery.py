@@ -9,7 +9,7 @@ from stable_baselines3.common.envs import FakeImageEnv
 from torch import nn
 
 from sb3_plasticity.neurons import NetworkPath, NeuronModel, Stage, discover, groups_from_paths
-from sb3_plasticity.surgery import reinitialize_incoming, reset_neurons, reset_optimizer_state, zero_outgoing
+from sb3_plasticity.surgery import reinitialize_incoming, reset_layer, reset_neurons, reset_optimizer_state, zero_outgoing
 
 LR = 1e-3
 
@@ -263,3 +263,58 @@ def test_bad_outgoing_mode():
     _, model, _ = _net_and_model()
     with pytest.raises(ValueError, match="outgoing"):
         reset_neurons(model.networks["net"][0], [0], outgoing="drop")
+
+
+def _scrambled_crossq():
+    """A tiny CrossQ whose BatchRenorm scale, bias and running statistics hold non-default values."""
+    from sb3_contrib import CrossQ
+
+    model = CrossQ("MlpPolicy", "Pendulum-v1", seed=0, device="cpu", policy_kwargs=dict(net_arch=[6, 4]))
+    neurons = discover(model)
+    gen = th.Generator().manual_seed(3)
+    for group in neurons.groups:
+        norm = group.norm
+        with th.no_grad():
+            for t in (norm.scale, norm.bias, norm.ra_mean):
+                t.copy_(th.rand(t.shape, generator=gen) + 2.0)
+            norm.ra_var.copy_(th.rand(norm.ra_var.shape, generator=gen) + 5.0)
+        norm.steps.fill_(7)
+    return model, neurons
+
+
+def _renorm_state(norm: nn.Module) -> dict[str, th.Tensor]:
+    return {name: getattr(norm, name).detach().clone() for name in ("scale", "bias", "ra_mean", "ra_var")}
+
+
+def test_crossq_batch_renorm_entries_of_reset_neurons_are_fresh():
+    _model, neurons = _scrambled_crossq()
+    group = next(g for g in neurons.groups if g.key == "critic/qf0.1")
+    other = next(g for g in neurons.groups if g.key == "critic/qf1.1")
+    before, other_before = _renorm_state(group.norm), _renorm_state(other.norm)
+    k = [1, 4]
+    reset_neurons(group, k)
+    after = _renorm_state(group.norm)
+    fresh = {"scale": 1.0, "bias": 0.0, "ra_mean": 0.0, "ra_var": 1.0}
+    keep = th.ones(group.n_neurons, dtype=th.bool)
+    keep[k] = False
+    for name, value in fresh.items():
+        assert th.equal(after[name][k], th.full((2,), value)), name
+        assert th.equal(after[name][keep], before[name][keep]), name  # the other neurons keep theirs
+        assert th.equal(getattr(other.norm, name), other_before[name]), name  # other groups untouched
+    assert int(group.norm.steps) == 7
+
+
+def test_crossq_whole_layer_reset_makes_its_batch_renorm_fresh():
+    _model, neurons = _scrambled_crossq()
+    group = next(g for g in neurons.groups if g.key == "critic/qf0.4")
+    other = next(g for g in neurons.groups if g.key == "critic/qf0.1")
+    other_before = _renorm_state(other.norm)
+    layer = neurons.layer("critic", "qf0.4")
+    assert layer is not None and layer.norm is group.norm
+    assert reset_layer(neurons, layer) == group.n_neurons
+    n = group.n_neurons
+    expected = {"scale": th.ones(n), "bias": th.zeros(n), "ra_mean": th.zeros(n), "ra_var": th.ones(n)}
+    for name, value in expected.items():
+        assert th.equal(getattr(group.norm, name), value), name
+        assert th.equal(getattr(other.norm, name), other_before[name]), name
+    assert int(group.norm.steps) == 0  # a fresh BatchRenorm warms up again
