@@ -99,8 +99,9 @@ class StepHooks:
     these lists during a step are fine (they take effect at the next step). The one PyTorch hook per kind is
     registered when the first hook of that kind is added and removed when the last one goes, unless that happens
     during a step of this optimizer: then it stays (one Python call per step) until the next :meth:`prune` outside a
-    step. Code that adds hooks from inside a step of an optimizer that has none yet would register a PyTorch hook
-    there, which PyTorch refuses: it makes sure one is registered beforehand (surgery's ``hold_fresh_steps``).
+    step, or until an exception leaves the step (which ends PyTorch's loop over its hooks). Code that adds hooks from
+    inside a step of an optimizer that has none yet would register a PyTorch hook there, which PyTorch refuses: it
+    makes sure one is registered beforehand (surgery's ``hold_fresh_steps``).
 
     :param optimizer: the optimizer whose steps run the hooks.
     """
@@ -176,7 +177,13 @@ class StepHooks:
             for key, hook in self._ordered(table):
                 if key in table:  # not removed by an earlier hook of this step
                     hook(optimizer, args, kwargs)
-        finally:
+        except BaseException:
+            # an exception ends PyTorch's loop over its hooks for good, so the PyTorch hooks left with nothing to run
+            # (a callback that aborted removed its hooks) can go now: no step may leave them behind
+            self._running -= 1
+            self.prune()
+            raise
+        else:
             self._running -= 1
 
     def _run_pre(self, optimizer: th.optim.Optimizer, args: tuple, kwargs: dict) -> None:

@@ -86,6 +86,38 @@ def test_a_hook_removed_during_the_step_is_skipped_and_the_torch_hook_stays_unti
     assert len(opt._optimizer_step_pre_hooks) == 0
 
 
+def test_a_hook_that_removes_itself_and_raises_leaves_no_torch_hook():
+    """A callback aborting inside a step removes its hooks and re-raises: the exception ends PyTorch's loop over its
+    hooks, so the emptied PyTorch hook goes at once (nothing of the aborted callback outlives the step)."""
+    layer, opt = _adam()
+    hooks = step_hooks(opt)
+    weight = layer.weight.detach().clone()
+
+    def abort_post(o, a, k):
+        post.remove()
+        raise RuntimeError("boom after")
+
+    def abort_pre(o, a, k):
+        pre.remove()
+        raise RuntimeError("boom before")
+
+    post = hooks.add_post(AFTER_UPDATE, abort_post)
+    kept = hooks.add_pre(OBSERVE, lambda o, a, k: None)
+    with pytest.raises(RuntimeError, match="boom after"):
+        _step(layer, opt)
+    assert not th.equal(layer.weight, weight)  # the update ran; only its post-step hook raised
+    assert len(opt._optimizer_step_post_hooks) == 0
+    assert len(opt._optimizer_step_pre_hooks) == 1  # the pre-step hook still has a hook to run
+    kept.remove()
+    pre = hooks.add_pre(SURGERY, abort_pre)
+    weight = layer.weight.detach().clone()
+    with pytest.raises(RuntimeError, match="boom before"):
+        _step(layer, opt)
+    assert th.equal(layer.weight, weight)  # the step never ran
+    assert len(opt._optimizer_step_pre_hooks) == 0
+    _step(layer, opt)  # trains on without hooks
+
+
 def test_fresh_step_sees_the_gradient_added_after_it_was_registered():
     """The fresh-step hook sets a reset entry's Adam moments from the gradient the step uses. Registered before a
     GRADIENT hook (a resumed learn(): pending entries, then L2 Init's hook), it still runs after it: the entry moves by

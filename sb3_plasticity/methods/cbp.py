@@ -11,6 +11,7 @@ import torch as th
 
 from sb3_plasticity.capture import Capture, GroupRecord, is_finite
 from sb3_plasticity.checks import check_positive_int, check_probability, check_range
+from sb3_plasticity.hooks import AFTER_UPDATE, step_hooks
 from sb3_plasticity.methods.intervention import InterventionCallback
 from sb3_plasticity.methods.neuron_reset import ResetTracker
 from sb3_plasticity.metrics import contribution_utility, outgoing_magnitude
@@ -164,7 +165,9 @@ class CBPCallback(InterventionCallback):
                 self._updated_by.setdefault(id(opt), []).append(g)
         optimizers = {id(o): o for g in groups for o in self.neurons.optimizers_of(g.producer.weight)}
         self._learn_id = getattr(self.model, "start_time", None)
-        self._step_handles = [opt.register_step_post_hook(self.guarded(self._after_update)) for opt in optimizers.values()]
+        # AFTER_UPDATE: the utilities read the final (masked, clipped) weights of the step
+        hook = self.guarded(self._after_update)
+        self._step_handles = [step_hooks(opt).add_post(AFTER_UPDATE, hook) for opt in optimizers.values()]
         # the drift and before/after ratios are measured around the first replacement of each log window that
         # touches the policy (critic replacements do not move it), if the callback acts on the policy at all
         self._policy_side = any(_moves_policy(g) for g in groups)

@@ -11,6 +11,7 @@ from torch import nn
 
 from sb3_plasticity.capture import GroupRecord
 from sb3_plasticity.checks import check_choice
+from sb3_plasticity.hooks import AFTER_UPDATE, step_hooks
 from sb3_plasticity.methods.neuron_reset import NeuronResetCallback
 from sb3_plasticity.methods.redo import ReDoCallback
 from sb3_plasticity.methods.regrama import GraMaResetCallback
@@ -182,7 +183,8 @@ class ScorePruningCallback(NeuronResetCallback):
     def _setup(self) -> None:
         super()._setup()
         optimizers = {id(o): o for g in self.capture.groups for o in g.optimizers}
-        self._post_handles = [opt.register_step_post_hook(self._after_step) for opt in optimizers.values()]
+        # AFTER_UPDATE: zero the pruned entries after every other post-step hook (NE's re-masking) has run
+        self._post_handles = [step_hooks(opt).add_post(AFTER_UPDATE, self._after_step) for opt in optimizers.values()]
         self._index_entries()
 
     def _teardown(self) -> None:
