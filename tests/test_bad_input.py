@@ -10,7 +10,7 @@ from typing import Any
 
 import gymnasium as gym
 import pytest
-from stable_baselines3 import PPO, TD3
+from stable_baselines3 import DQN, PPO, TD3
 
 from sb3_plasticity import (
     CBPCallback,
@@ -44,6 +44,16 @@ def learn_td3(cb) -> None:
 
 def masked(policy, algo=TD3, env_id="Pendulum-v1", **policy_kwargs) -> Callable[[], Any]:
     return lambda: algo(policy, env_id, policy_kwargs=dict(net_arch=[8, 8], **policy_kwargs))
+
+
+def learn_dqn(cb, policy: str = "MaskedDQNPolicy", **kwargs: Any) -> None:
+    """DQN on CartPole with the package's policy called ``policy`` (MaskedDQNPolicy needs the [contrib] extra)."""
+    import sb3_plasticity
+
+    policy_class = getattr(sb3_plasticity, policy) if policy.startswith("Masked") else policy
+    DQN(policy_class, "CartPole-v1", learning_starts=10, buffer_size=100, batch_size=8, policy_kwargs=ARCH, **kwargs).learn(
+        2, callback=cb
+    )
 
 
 def review_buffer(**kwargs: Any) -> ExperienceReviewBuffer:
@@ -168,6 +178,18 @@ ROWS: list[tuple[str, Callable[[], Any], type[Exception], tuple[str, ...]]] = [
         lambda: learn_td3(NeuroplasticExpansionCallback()),
         ValueError,
         ("NeuroplasticExpansionCallback", "TD3Policy", "MaskedLinear"),
+    ),
+    (
+        "ne-on-dense-dqn",
+        lambda: learn_dqn(NeuroplasticExpansionCallback(), policy="MlpPolicy"),
+        ValueError,
+        ("DQNPolicy", "MaskedLinear", "MaskedDQNPolicy", "MaskedQRDQNPolicy", "MaskedTQCPolicy"),
+    ),
+    (
+        "ne-review-buffer-on-dqn",
+        lambda: learn_dqn(NeuroplasticExpansionCallback(), replay_buffer_class=ExperienceReviewBuffer),
+        ValueError,
+        ("ExperienceReviewBuffer", "'critic'", "MaskedDQNPolicy", "['q_net']", "ReplayBuffer"),
     ),
     ("redo-unknown-network", lambda: learn_td3(ReDoCallback(networks="critc")), ValueError, ("networks", "'critc'")),
     (

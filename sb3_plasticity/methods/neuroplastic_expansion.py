@@ -313,11 +313,22 @@ class NeuroplasticExpansionCallback(PlasticityCallback):
 
     def _setup(self) -> None:
         self._teardown()
+        buffer = getattr(self.model, "replay_buffer", None)
+        if isinstance(buffer, ExperienceReviewBuffer) and "critic" not in self.neurons.trainable_networks:
+            # the review buffer's epsilon comes from the critic's active-neuron ratio (NE Sec. 3.3): without a critic
+            # it would never get one and would sample uniformly, silently
+            raise ValueError(
+                f"{type(self).__name__} with an ExperienceReviewBuffer needs a trainable network named 'critic' (its "
+                f"active-neuron ratio drives the review); {type(self.model).__name__}'s "
+                f"{type(self.model.policy).__name__} has {sorted(self.neurons.trainable_networks)!r}: use SB3's "
+                "ReplayBuffer instead (Experience Review is defined for actor-critic algorithms)"
+            )
         masked = {net: self._masked_layers(net) for net in self.neurons.trainable_networks}
         if not any(masked.values()):
             raise ValueError(
                 f"{type(self).__name__} needs a policy with MaskedLinear layers (MaskedTD3Policy, MaskedSACPolicy, "
-                f"MaskedActorCriticPolicy); {type(self.model.policy).__name__} has none"
+                "MaskedTQCPolicy, MaskedActorCriticPolicy, MaskedDQNPolicy, MaskedQRDQNPolicy); "
+                f"{type(self.model.policy).__name__} has none"
             )
         names = self.networks if self.networks is not None else [n for n, layers in masked.items() if layers]
         for net in names:
@@ -331,7 +342,6 @@ class NeuroplasticExpansionCallback(PlasticityCallback):
                 f"grow_rate={self.grow_rate!r} must give a rate for exactly the networks that grow, {sorted(names)!r}"
             )
         self.t_end = self.end_step if self.end_step is not None else int(self.model._total_timesteps)
-        buffer = getattr(self.model, "replay_buffer", None)
         self.review_buffer = buffer if isinstance(buffer, ExperienceReviewBuffer) else None
         if self.review_buffer is not None:
             self.review_buffer.active_ratio_metric = self.review_metric
