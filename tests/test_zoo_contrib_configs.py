@@ -206,7 +206,9 @@ def test_zoo_run(tmp_path, conf):
         counts = scalars.get(f"plasticity/{TAG[method]}/reset_count")
         assert counts, sorted(t for t in scalars if t.startswith("plasticity/"))[:20]
         assert len(counts) >= 2  # events every TEST_FREQ steps after learning_starts
-        assert {step for step, _ in counts} <= set(range(0, N_STEPS + 1, TEST_FREQ))
+        # due at multiples of TEST_FREQ; ReGraMa scores in the next training pass that updates every network (CrossQ's
+        # actor: every 3rd update, policy_delay 3), so its event may come a few steps later
+        assert all(step % TEST_FREQ < 4 for step, _ in counts), counts
     else:
         assert not any(tag.startswith(method_tags) for tag in scalars)
     monitor = {tag: v for tag, v in scalars.items() if not tag.startswith(method_tags)}
