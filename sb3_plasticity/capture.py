@@ -39,6 +39,7 @@ Which pass is recorded (the first gradient-enabled forward after arming, for eac
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -50,6 +51,11 @@ from sb3_plasticity.adapters import adapter_for, evaluation_mode
 from sb3_plasticity.hooks import OBSERVE, step_hooks
 from sb3_plasticity.neurons import NeuronGroup, NeuronModel
 
+# Set while a probe (an on-demand measurement pass of one capture) runs. Other armed captures must not count its
+# forwards: they are not the algorithm's training pass, and ``no_grad`` does not tell them apart, because SB3's critics
+# re-enable gradients for their own features extractor (``th.set_grad_enabled(not share_features_extractor)``).
+_PROBING: contextvars.ContextVar[bool] = contextvars.ContextVar("sb3_plasticity_probing", default=False)
+
 __all__ = [
     "Capture",
     "GroupRecord",
@@ -57,6 +63,7 @@ __all__ = [
     "buffer_ready",
     "forward_networks",
     "is_finite",
+    "measurement_pass",
     "probe",
     "sample_batch",
     "training_batch_size",
@@ -206,8 +213,11 @@ class Capture:
         return x[: self.max_batch] if self.max_batch is not None else x
 
     def _counts(self, group: NeuronGroup) -> bool:
-        # Rollout, predict and evaluation forwards run under no_grad; target networks only run in train().
-        return self._forced or group.is_target or th.is_grad_enabled()
+        # Rollout, predict and evaluation forwards run under no_grad; target networks only run in train(); another
+        # capture's probe is not a training pass.
+        if self._forced:
+            return True
+        return not _PROBING.get() and (group.is_target or th.is_grad_enabled())
 
     def _producer_hook(self, group: NeuronGroup):
         def hook(module: nn.Module, inputs: tuple, output: th.Tensor) -> None:
@@ -301,12 +311,25 @@ def sample_batch(algorithm, batch_size: int | None) -> tuple[th.Tensor, th.Tenso
     raise RuntimeError(f"{type(algorithm).__name__} has neither a replay buffer nor a rollout buffer")
 
 
+@contextlib.contextmanager
+def measurement_pass() -> Iterator[None]:
+    """Mark the forwards run inside as a measurement (a probe, a drift or function-preservation check), not the
+    algorithm's training pass: armed captures ignore them unless :meth:`Capture.forced`."""
+    token = _PROBING.set(True)
+    try:
+        yield
+    finally:
+        _PROBING.reset(token)
+
+
 def forward_networks(algorithm, observations: th.Tensor, actions: th.Tensor | None) -> None:
     """Run every network of the algorithm (targets included) on a batch under ``no_grad`` (activations only), as its
     adapter says (:meth:`~sb3_plasticity.adapters.PolicyAdapter.run_all`). Networks run in eval mode, so norms with
-    running statistics (CrossQ's BatchRenorm) read them without updating them."""
+    running statistics (CrossQ's BatchRenorm) read them without updating them. Armed captures that are not
+    :meth:`Capture.forced` do not record these forwards (SB3's critics turn gradients back on for their own features
+    extractor, so ``no_grad`` alone does not mark them)."""
     policy = algorithm.policy
-    with th.no_grad(), evaluation_mode(policy):
+    with measurement_pass(), th.no_grad(), evaluation_mode(policy):
         adapter_for(policy).run_all(policy, observations, actions)
 
 

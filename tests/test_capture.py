@@ -2,9 +2,13 @@
 
 import copy
 
+import gymnasium as gym
+import numpy as np
 import pytest
 import torch as th
+from gymnasium import spaces
 from stable_baselines3 import PPO, SAC, TD3
+from stable_baselines3.common.torch_layers import NatureCNN
 
 from sb3_plasticity.capture import Capture, probe
 from sb3_plasticity.neurons import discover
@@ -116,3 +120,35 @@ def test_max_batch_bounds_what_is_kept():
     capture.arm()
     model.learn(60)
     assert all(r.activation.shape[0] == 10 for r in capture.records.values() if r.activation is not None)
+
+
+class _TinyImages(gym.Env):
+    """36x36 RGB noise (NatureCNN's smallest input), 2-d actions: a SAC critic with its own CNN features extractor."""
+
+    observation_space = spaces.Box(0, 255, (3, 36, 36), np.uint8)
+    action_space = spaces.Box(-1, 1, (2,), np.float32)
+
+    def reset(self, seed=None, options=None):
+        super().reset(seed=seed)
+        return self.observation_space.sample(), {}
+
+    def step(self, action):
+        return self.observation_space.sample(), float(action[0]), False, False, {}
+
+
+def test_another_captures_probe_is_not_the_training_pass():
+    # SB3's critic runs its own features extractor under th.set_grad_enabled(True) even inside the probe's no_grad:
+    # an armed capture used to take that forward for the training pass and then wait forever for its gradient.
+    policy_kwargs = dict(net_arch=[8], features_extractor_class=NatureCNN, features_extractor_kwargs=dict(features_dim=8))
+    model = SAC("CnnPolicy", _TinyImages(), policy_kwargs=policy_kwargs, learning_starts=20, batch_size=8, buffer_size=100)
+    model.learn(21)
+    neurons = discover(model)
+    watcher = Capture(neurons, neurons.select(["critic"]), gradients=True)
+    watcher.arm()
+    probe(model, Capture(neurons, gradients=False), batch_size=8)
+    assert all(rec.activation is None for rec in watcher.records.values())
+    model.learn(1, reset_num_timesteps=False)  # one training pass
+    critic_features = [g for g in watcher.groups if g.name.startswith("features_extractor")]
+    assert critic_features and all(watcher.group_complete(g) for g in critic_features)
+    assert watcher.network_complete("critic")
+    watcher.disarm()

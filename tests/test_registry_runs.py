@@ -377,11 +377,7 @@ def test_entry_runs_and_logs_its_tags(entry_id, trained):
 
 # Problems found by this test and not fixed yet: entry -> {(method, what the log misses)}. A listed problem makes the
 # test xfail while it lasts; any other problem fails it.
-KNOWN_BUGS: dict[str, set[tuple[str, str]]] = {
-    # BRO-net SAC from pixels with ReDo before the monitor: PlasticityMonitorCallback logs actor and critic_target
-    # but never the critic (capture.network_complete("critic") stays False after ReDo's event); reported.
-    "grama/fig1": {("redo", "monitor logged the critic's active ratio")},
-}
+KNOWN_BUGS: dict[str, set[tuple[str, str]]] = {}
 
 
 def test_every_entry_is_run_or_listed():

@@ -7,7 +7,7 @@ from typing import Any
 import torch as th
 
 from sb3_plasticity.adapters import adapter_for, evaluation_mode
-from sb3_plasticity.capture import sample_batch
+from sb3_plasticity.capture import measurement_pass, sample_batch
 
 __all__ = ["PolicyProbe"]
 
@@ -49,7 +49,7 @@ class PolicyProbe:
     @th.no_grad()
     def output(self) -> Any:
         policy = self.algorithm.policy
-        with evaluation_mode(policy):
+        with measurement_pass(), evaluation_mode(policy):
             if self.deterministic:
                 return self.adapter.action(policy, self.observations)
             return self.adapter.distribution(policy, self.observations)

@@ -29,7 +29,7 @@ from stable_baselines3.common.callbacks import BaseCallback, CallbackList, Event
 from torch import nn
 
 from sb3_plasticity.adapters import adapter_for, evaluation_mode
-from sb3_plasticity.capture import buffer_ready, sample_batch
+from sb3_plasticity.capture import buffer_ready, measurement_pass, sample_batch
 from sb3_plasticity.checks import check_int, check_positive_int, check_range
 from sb3_plasticity.injected_heads import (
     LAYERS,
@@ -182,7 +182,7 @@ def _callbacks(root: BaseCallback | None) -> Iterator[BaseCallback]:
 @th.no_grad()
 def _network_outputs(policy: nn.Module, network: str, obs: Any, actions: th.Tensor | None) -> list[th.Tensor]:
     """The outputs of ``network`` on a batch (for the function-preservation check logged at injection)."""
-    with evaluation_mode(policy):
+    with measurement_pass(), evaluation_mode(policy):
         return adapter_for(policy).run(policy, network, obs, actions)
 
 
