@@ -42,6 +42,7 @@ from stable_baselines3 import SAC
 
 import sb3_plasticity  # noqa: F401  (registers the DMC ids)
 from sb3_plasticity import BroNetSACPolicy, GraMaResetCallback, ReDoCallback
+from sb3_plasticity.methods.neuron_reset import TrainingPassScoring
 
 METHODS = ("plain", "redo", "regrama")
 
@@ -78,16 +79,25 @@ def timed(cls: type) -> type:
             super()._batch_event()
             self.event_s.append(self._now() - start)
 
-        # ReGraMa: from arming the capture to the end of the recorded pass's resets
-        def _start_training_pass_event(self) -> None:
-            self._event_start = self._now()
-            super()._start_training_pass_event()
+        # ReGraMa: from arming the capture to the end of the recorded pass's resets, timed around its event
+        # mechanism (NeuronResetCallback's TrainingPassScoring object)
+        def _init_callback(self) -> None:
+            super()._init_callback()
+            events = self.events
+            if isinstance(events, TrainingPassScoring) and not getattr(events, "_timed", False):
+                start_event, finish_event = events._start_event, events._finish_event
 
-        def _finish_training_pass_event(self) -> None:
-            super()._finish_training_pass_event()
-            if self._event_start is not None:
-                self.event_s.append(self._now() - self._event_start)
-                self._event_start = None
+                def timed_start() -> None:
+                    self._event_start = self._now()
+                    start_event()
+
+                def timed_finish() -> None:
+                    finish_event()
+                    if self._event_start is not None:
+                        self.event_s.append(self._now() - self._event_start)
+                        self._event_start = None
+
+                events._start_event, events._finish_event, events._timed = timed_start, timed_finish, True
 
     Timed.__name__ = f"Timed{cls.__name__}"
     return Timed
