@@ -193,18 +193,32 @@ class _FreshStepHook:
     max_wait = 1000
 
     def __init__(self, optimizer: th.optim.Optimizer) -> None:
+        # parameter -> flat indices (sorted, unique) of its entries still waiting: the per-step check reads only
+        # those entries, so a few dead-again neurons waiting out max_wait cost next to nothing per step
         self.pending: dict[nn.Parameter, th.Tensor] = {}
         self.holds = 0
         self.waited = 0
         self.handle = step_hooks(optimizer).add_pre(FRESH_STEP, self)
 
     def add(self, param: nn.Parameter, selector: tuple) -> None:
-        mask = self.pending.get(param)
-        if mask is None:
-            mask = th.zeros_like(param, dtype=th.bool)
-            self.pending[param] = mask
+        mask = self.mask(param)
         mask[selector] = True
+        self.set_mask(param, mask)
         self.waited = 0
+
+    def mask(self, param: nn.Parameter) -> th.Tensor:
+        """The waiting entries of ``param`` as a boolean mask of its shape."""
+        mask = th.zeros(param.numel(), dtype=th.bool, device=param.device)
+        if param in self.pending:
+            mask[self.pending[param]] = True
+        return mask.view_as(param)
+
+    def set_mask(self, param: nn.Parameter, mask: th.Tensor) -> None:
+        idx = mask.reshape(-1).nonzero().squeeze(1)
+        if idx.numel():
+            self.pending[param] = idx
+        else:
+            self.pending.pop(param, None)
 
     @staticmethod
     def _group_of(optimizer: th.optim.Optimizer, param: nn.Parameter) -> dict:
@@ -222,12 +236,12 @@ class _FreshStepHook:
             self.pending.clear()
             return
         for param in list(self.pending):
-            mask = self.pending[param]
+            idx = self.pending[param]
             state = optimizer.state.get(param)
             if param.grad is None or not state or "exp_avg" not in state:
                 continue
             pg = self._group_of(optimizer, param)
-            grad = param.grad
+            grad = param.grad.reshape(-1)[idx]
             if pg.get("maximize", False):
                 grad = -grad
             if (
@@ -235,20 +249,23 @@ class _FreshStepHook:
                 and not isinstance(optimizer, th.optim.AdamW)
                 and not pg.get("decoupled_weight_decay", False)
             ):
-                grad = grad + pg["weight_decay"] * param
-            ready = mask & (grad != 0)
+                grad = grad + pg["weight_decay"] * param.detach().reshape(-1)[idx]
+            ready = grad != 0
             if not bool(ready.any()):
                 continue
             beta1, beta2 = pg["betas"]
             t = float(state["step"]) + 1.0
             c1, c2 = 1.0 - beta1**t, 1.0 - beta2**t
-            g = grad[ready]
-            state["exp_avg"][ready] = g * ((c1 - (1.0 - beta1)) / beta1)
-            state["exp_avg_sq"][ready] = g.pow(2) * ((c2 - (1.0 - beta2)) / beta2)
+            g, at = grad[ready], idx[ready]
+            # Adam's state tensors are contiguous (zeros_like of the parameter): write through flat views
+            state["exp_avg"].view(-1)[at] = g * ((c1 - (1.0 - beta1)) / beta1)
+            state["exp_avg_sq"].view(-1)[at] = g.pow(2) * ((c2 - (1.0 - beta2)) / beta2)
             if "max_exp_avg_sq" in state:
-                state["max_exp_avg_sq"][ready] = 0.0
-            mask &= ~ready
-            if not bool(mask.any()):
+                state["max_exp_avg_sq"].view(-1)[at] = 0.0
+            rest = idx[~ready]
+            if rest.numel():
+                self.pending[param] = rest
+            else:
                 del self.pending[param]
 
 
@@ -303,7 +320,7 @@ def fresh_steps_state(policy: nn.Module) -> dict[str, Any]:
         hook = _fresh_of(optimizer)
         if hook is not None and hook.pending:
             index = {id(p): i for i, p in enumerate(_params_of(optimizer))}
-            pending = {index[id(p)]: m.cpu().clone() for p, m in hook.pending.items()}
+            pending = {index[id(p)]: hook.mask(p).cpu() for p in hook.pending}
             state[name] = {"pending": pending, "waited": hook.waited}
     return state
 
@@ -318,7 +335,7 @@ def restore_fresh_steps(policy: nn.Module, state: dict[str, Any] | None) -> None
         hook = _fresh_hook(optimizers[name])
         for i, mask in entry["pending"].items():
             if i < len(params) and params[i].shape == mask.shape:
-                hook.pending[params[i]] = mask.to(params[i].device)
+                hook.set_mask(params[i], mask.to(params[i].device))
         hook.waited = int(entry.get("waited", 0))
 
 

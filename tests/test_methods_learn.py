@@ -217,7 +217,8 @@ def assert_hooks_released(model, fresh_step_ok: bool = True) -> None:
             assert hook.holds == 0
             assert hook.pending  # the methods release a hook with nothing pending when they end
             owned = {id(p) for pg in opt.param_groups for p in pg["params"]}
-            for param, mask in hook.pending.items():
+            for param in hook.pending:
+                mask = hook.mask(param)
                 assert id(param) in owned and mask.any()
                 state = opt.state[param]
                 # not given its fresh first step yet: its moments are still the zeros the reset left
@@ -713,7 +714,7 @@ def test_fresh_step_entries_get_their_first_update_and_the_hook_goes(tmp_path):
     assert hook is not None and hook.pending  # the reset neurons' incoming weights have had no gradient yet
 
     # the first non-zero gradient of a pending entry gives it a fresh parameter's first Adam update: lr * g / |g|
-    pending = {p: m.clone() for p, m in hook.pending.items()}
+    pending = {p: hook.mask(p).clone() for p in hook.pending}
     before = {p: p.detach().clone() for p in pending}
     critic_opt.zero_grad()
     for group in critic_opt.param_groups:
