@@ -379,10 +379,13 @@ def test_report_lists_what_is_missing(finished, tmp_path):
 
     shutil.copytree(out, shutil_copy)
     shutil.rmtree(shutil_copy / "tiny" / "redo" / "redo" / "Pendulum-v1" / "seed_1")
+    (shutil_copy / "tiny" / "redo" / "sac" / "Pendulum-v1" / "seed_1" / "done.json").unlink()  # as if still running
     [path] = make_report(shutil_copy, "tiny/redo", reps=50)
     text = path.read_text()
     assert "not started: redo on Pendulum-v1, seed 1" in text
+    assert "incomplete: sac on Pendulum-v1, seed 1" in text
     assert "| redo | Pendulum-v1 | 1 |" in text  # the report still works on the seeds that are there
+    assert "| sac | Pendulum-v1 | 1 |" in text  # an unfinished run is drawn but not scored
 
 
 def test_killed_run_resumes_from_its_checkpoint(tiny, tmp_path):

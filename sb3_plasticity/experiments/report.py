@@ -441,7 +441,8 @@ def report_entry(entry_id: str, runs: list[RunData], out: Path, root: Path, reps
         f"| envs | {', '.join(entry.envs) if entry else '?'} | {', '.join(envs)} |",
         "",
         f"Runs: {sum(r.state == 'done' for r in runs)} done of {len(runs)} found under `{root}`. "
-        f"Return: `{ret}`; a run's score is its mean return over the last {FINAL_FRACTION:.0%} of its logged steps.",
+        f"Return: `{ret}`; a run's score is its mean return over the last {FINAL_FRACTION:.0%} of its logged steps. "
+        "The curves show every run as far as it got; the tables score finished runs only.",
         "",
     ]
     missing = _missing_lines(entry, runs, read_json(root / entry_id / PLAN_FILE))
@@ -463,10 +464,12 @@ def report_entry(entry_id: str, runs: list[RunData], out: Path, root: Path, reps
             lines += [f"- `{tag}`: not logged by these runs", ""]
 
     write_series(out, runs, metrics)
-    other_scores, other_lines = _final_values(done, [tag for tag in metrics if tag != ret], methods, envs, reps)
+    # an unfinished run's last values are not its final ones: the tables take finished runs only
+    finished = [r for r in done if r.state == "done"]
+    other_scores, other_lines = _final_values(finished, [tag for tag in metrics if tag != ret], methods, envs, reps)
     lines += other_lines
 
-    scores = score_matrix(done, ret, methods, envs)
+    scores = score_matrix(finished, ret, methods, envs)
     if scores:
         stats = per_env_stats(scores, envs, reps)
         lines += [
