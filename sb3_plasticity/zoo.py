@@ -423,3 +423,36 @@ def grama_drqv2_quadruped(
             callback=[*(method_callbacks or []), {"sb3_plasticity.PlasticityMonitorCallback": dict(log_freq=5000)}],
         )
     }
+
+
+ATARI_GAMES = ("DemonAttack", "Pong", "Breakout", "Seaquest", "Asterix")
+
+
+def redo_dqn_atari(method_callbacks: list[dict[str, dict[str, Any]]] | None = None) -> dict[str, dict[str, Any]]:
+    """rl_zoo3 hyperparameters of DQN on Atari in ReDo's setting (Sokar et al. 2023, Fig. 1: Dopamine's DQN at replay
+    ratio 1, 10M frames), for ``ALE/<game>-v5`` of :data:`ATARI_GAMES`, with ``method_callbacks`` before the monitor
+    (every 50,000 agent steps). The settings and their sources are listed in ``zoo_configs/redo_dqn/dqn_atari.py``."""
+    ATARI_DQN = {
+        "env_wrapper": [
+            {"stable_baselines3.common.atari_wrappers.AtariWrapper": {"noop_max": 0, "terminal_on_life_loss": False}}
+        ],
+        "env_kwargs": {"frameskip": 1, "repeat_action_probability": 0.25},
+        "frame_stack": 4,
+        "policy": "CnnPolicy",
+        "policy_kwargs": "dict(optimizer_kwargs=dict(eps=1.5e-4))",
+        "n_timesteps": 2_500_000,
+        "buffer_size": 1_000_000,
+        "learning_rate": 6.25e-5,
+        "batch_size": 32,
+        "gamma": 0.99,
+        "learning_starts": 20_000,
+        "train_freq": 1,
+        "gradient_steps": 1,
+        "target_update_interval": 2000,
+        "exploration_fraction": 0.1,
+        "exploration_initial_eps": 1.0,
+        "exploration_final_eps": 0.01,
+        "optimize_memory_usage": False,
+    }
+    monitor = {"sb3_plasticity.PlasticityMonitorCallback": {"log_freq": 50_000}}
+    return {f"ALE/{game}-v5": dict(ATARI_DQN, callback=[*(method_callbacks or []), monitor]) for game in ATARI_GAMES}

@@ -21,35 +21,12 @@
 # - PlasticityMonitorCallback logs neuron health under plasticity/ every 50,000 agent steps (ReDo's
 #   summary_writing_frequency in dqn_dense.gin).
 # GAMES: DemonAttack (the game Sokar et al. discuss, timoklein/redo's default) and four common games of our choice;
-# any ALE game runs with the same settings: add it to GAMES.
+# any ALE game runs with the same settings: add it to ATARI_GAMES in sb3_plasticity/zoo.py.
 #
 # Needs the [atari] extra (ale-py, opencv). Run (from the repository root; -tb turns TensorBoard on):
 #   python -m rl_zoo3.train --algo dqn --env ALE/DemonAttack-v5 --gym-packages sb3_plasticity ale_py \
 #       --conf-file zoo_configs/redo_dqn/dqn_atari_redo.py -tb runs/redo_dqn -f logs/redo_dqn
 
-GAMES = ["DemonAttack", "Pong", "Breakout", "Seaquest", "Asterix"]
+from sb3_plasticity.zoo import redo_dqn_atari
 
-ATARI_DQN = {
-    "env_wrapper": [{"stable_baselines3.common.atari_wrappers.AtariWrapper": {"noop_max": 0, "terminal_on_life_loss": False}}],
-    "env_kwargs": {"frameskip": 1, "repeat_action_probability": 0.25},
-    "frame_stack": 4,
-    "policy": "CnnPolicy",
-    "policy_kwargs": "dict(optimizer_kwargs=dict(eps=1.5e-4))",
-    "n_timesteps": 2_500_000,
-    "buffer_size": 1_000_000,
-    "learning_rate": 6.25e-5,
-    "batch_size": 32,
-    "gamma": 0.99,
-    "learning_starts": 20_000,
-    "train_freq": 1,
-    "gradient_steps": 1,
-    "target_update_interval": 2000,
-    "exploration_fraction": 0.1,
-    "exploration_initial_eps": 1.0,
-    "exploration_final_eps": 0.01,
-    "optimize_memory_usage": False,
-}
-METHOD_CALLBACKS: list = [{"sb3_plasticity.ReDoCallback": {"reset_freq": 1000, "tau": 0.1}}]
-MONITOR = {"sb3_plasticity.PlasticityMonitorCallback": {"log_freq": 50_000}}
-
-hyperparams = {f"ALE/{game}-v5": dict(ATARI_DQN, callback=[*METHOD_CALLBACKS, MONITOR]) for game in GAMES}
+hyperparams = redo_dqn_atari([{"sb3_plasticity.ReDoCallback": {"reset_freq": 1000, "tau": 0.1}}])
