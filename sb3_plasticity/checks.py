@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
+from typing import TypeVar
 
 import numpy as np
 
@@ -24,7 +25,10 @@ __all__ = [
     "check_positive_int",
     "check_probability",
     "check_range",
+    "check_sequence",
 ]
+
+T = TypeVar("T")
 
 
 def _is_int(value: object) -> bool:
@@ -117,3 +121,22 @@ def check_choice(name: str, value: object, choices: Iterable[object]) -> object:
         what = f"{allowed[0]!r} or {allowed[1]!r}" if len(allowed) == 2 else f"one of {allowed!r}"
         raise ValueError(f"{name} must be {what}, got {value!r}")
     return value
+
+
+def check_sequence(name: str, value: object, check_item: Callable[[str, object], T]) -> tuple[T, ...]:
+    """A non-empty sequence (a list, tuple or 1-d array; not a string or a mapping) whose items each pass
+    ``check_item(f"{name}[{i}]", item)``: ``<name> must be a non-empty sequence, got <value>``, or the item's own
+    message, e.g. ``check_sequence("hidden", [64, 0], check_positive_int)`` raises
+    ``hidden[1] must be a positive integer, got 0``.
+
+    :param check_item: one of this module's checks (or a ``lambda`` binding its bounds), called with the item's name
+        and the item.
+    :return: the checked items, as ``check_item`` returns them, in a tuple.
+    """
+    if isinstance(value, np.ndarray):
+        ok = value.ndim == 1
+    else:  # a Mapping is no Sequence; a string is one, of characters
+        ok = isinstance(value, Sequence) and not isinstance(value, (str, bytes))
+    if not ok or len(value) == 0:
+        raise ValueError(f"{name} must be a non-empty sequence, got {value!r}")
+    return tuple(check_item(f"{name}[{i}]", item) for i, item in enumerate(value))

@@ -17,6 +17,7 @@ from sb3_plasticity.checks import (
     check_positive_int,
     check_probability,
     check_range,
+    check_sequence,
 )
 
 # (call, exact message)
@@ -51,6 +52,15 @@ BAD = [
         lambda: check_choice("mode", np.zeros(3), ("a", "b", "c")),
         "mode must be one of ('a', 'b', 'c'), got array([0., 0., 0.])",
     ),
+    (lambda: check_sequence("hidden", [64, 0], check_positive_int), "hidden[1] must be a positive integer, got 0"),
+    (lambda: check_sequence("hidden", [], check_positive_int), "hidden must be a non-empty sequence, got []"),
+    (lambda: check_sequence("hidden", 64, check_positive_int), "hidden must be a non-empty sequence, got 64"),
+    (lambda: check_sequence("tasks", "Hopper", str), "tasks must be a non-empty sequence, got 'Hopper'"),
+    (lambda: check_sequence("hidden", {64: 1}, check_positive_int), "hidden must be a non-empty sequence, got {64: 1}"),
+    (
+        lambda: check_sequence("frictions", np.ones((1, 2)), check_nonnegative),
+        "frictions must be a non-empty sequence, got array([[1., 1.]])",
+    ),
 ]
 
 
@@ -73,6 +83,9 @@ def test_good_values_come_back_in_their_python_type():
     assert check_bool("b", np.bool_(True)) is True and check_bool("b", False) is False
     assert check_choice("outgoing", "keep", ("zero", "keep")) == "keep"
     assert check_choice("review_metric", "any_sample", {"per_sample": 0, "any_sample": 1}) == "any_sample"
+    assert check_sequence("hidden", [64, np.int64(32)], check_positive_int) == (64, 32)
+    frictions = check_sequence("frictions", np.array([0.5, 2]), check_nonnegative)
+    assert frictions == (0.5, 2.0) and all(type(f) is float for f in frictions)
 
 
 def test_methods_base_still_exports_the_checks():
