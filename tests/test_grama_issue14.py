@@ -75,7 +75,7 @@ def test_pruning_removes_a_dead_neuron_for_good(score, tmp_path):
     model.learn(200, callback=prune)
     mask = prune.pruned["critic/qf0.0"]
     assert bool(mask[KILLED])
-    assert model.logger.name_to_value.get(f"plasticity/prune_{score}/total_reset_count", 1) >= 1
+    assert model.logger.name_to_value.get(f"plasticity/score_pruning/{score}/total_reset_count", 1) >= 1
     layer, target = model.critic.qf0[0], model.critic_target.qf0[0]
     # later optimizer steps (Adam moments, weight decay, Polyak) leave the pruned neurons at 0
     model.learn(150, callback=prune, reset_num_timesteps=False)
@@ -93,6 +93,23 @@ def test_pruning_removes_a_dead_neuron_for_good(score, tmp_path):
     loaded.learn(100, callback=resumed, reset_num_timesteps=False)
     assert bool(resumed.pruned["critic/qf0.0"][KILLED])
     assert th.all(loaded.critic.qf0[:2](x)[:, mask] == 0)
+
+
+def test_pruning_state_saved_under_the_old_method_name_resumes():
+    # models saved before issue 12, when the tags and state key were "prune_<score>"
+    source = _sac(net_arch=[32, 32])
+    prune = ScorePruningCallback(score="redo", networks="critic")
+    prune.init_callback(source)
+    assert prune.state_key == "score_pruning/redo[critic]"
+    prune.prune(next(g for g in prune.capture.groups if g.key == "critic/qf0.0"), [KILLED])
+    model = _sac(net_arch=[32, 32])
+    model.plasticity_state = {"prune_redo[critic]": prune.get_state()}
+    assert not bool((model.critic.qf0[0].weight[KILLED] == 0).all())
+    resumed = ScorePruningCallback(score="redo", networks="critic")
+    resumed.init_callback(model)
+    assert bool(resumed.pruned["critic/qf0.0"][KILLED]) and int(resumed.pruned["critic/qf0.0"].sum()) == 1
+    assert th.all(model.critic.qf0[0].weight[KILLED] == 0) and model.critic.qf0[0].bias[KILLED] == 0
+    assert set(model.plasticity_state) == {"score_pruning/redo[critic]"}
 
 
 def test_pruning_score_ignores_pruned_neurons():

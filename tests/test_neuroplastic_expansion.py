@@ -234,11 +234,13 @@ def test_ne_td3_grows_by_the_schedule_prunes_within_budget_and_keeps_invariants(
     scalars = read_scalars(tmp_path)
     density = [v for _, v in scalars["plasticity/critic/density"]]
     assert density[-1] > density[0] + 0.2 and density[0] == pytest.approx(0.25, abs=0.01)
-    for tag in ("ne/grown", "ne/pruned", "ne/epsilon", "ne/review_fraction", "ne/critic/active_ratio", "actor/density"):
-        assert f"plasticity/{tag}" in scalars, tag
-    assert all(0 <= v <= 1 for _, v in scalars["plasticity/ne/critic/active_ratio"])
+    for tag in ("grown", "pruned", "epsilon", "review_fraction", "critic/active_ratio"):
+        assert f"plasticity/neuroplastic_expansion/{tag}" in scalars, tag
+    assert "plasticity/actor/density" in scalars
+    assert not any(tag.startswith("plasticity/ne/") for tag in scalars)  # the old prefix (before issue 12) is gone
+    assert all(0 <= v <= 1 for _, v in scalars["plasticity/neuroplastic_expansion/critic/active_ratio"])
     # applied right after the training pass that follows the due step (before the next env step)
-    assert [s for s, _ in scalars["plasticity/ne/grown"]] == [300, 600, 900, 1200]
+    assert [s for s, _ in scalars["plasticity/neuroplastic_expansion/grown"]] == [300, 600, 900, 1200]
     buffer = model.replay_buffer
     assert len(buffer._ratios) == buffer.review_window + 1  # the critic's ratio is fed every update
     assert buffer.n_review_batches > 0
@@ -281,7 +283,7 @@ def test_review_metric_feeds_epsilon_and_is_logged(tmp_path, monkeypatch, metric
     assert any(m["any_sample"] > m["per_sample"] + 0.05 for m in cb.measured)  # not the same number
     events = EventAccumulator(str(next(tmp_path.rglob("events.out.tfevents.*")).parent))
     events.Reload()
-    (text,) = [t for t in events.Tags()["tensors"] if t.startswith("plasticity/ne/review_metric")]
+    (text,) = [t for t in events.Tags()["tensors"] if t.startswith("plasticity/neuroplastic_expansion/review_metric")]
     assert events.Tensors(text)[0].tensor_proto.string_val[0].decode() == expected
 
 
@@ -487,6 +489,20 @@ def test_save_load_continue_keeps_masks_and_clip_state(tmp_path):
     layer_masks = {k: layer.mask for k, layer in cb2.layers_by_key().items()}
     assert all(th.all(layer_masks[k] >= 0) for k in masks)
     assert sum(int(layer_masks[k].sum()) for k in masks) > sum(int(m.sum()) for m in masks.values())
+
+
+def test_state_saved_under_the_old_method_name_resumes():
+    # models saved before issue 12, when NE's tags and state key were "ne"
+    model = _td3()
+    cb = NECallback(grow_interval=300, grow_rate=0.5)
+    model.learn(400, callback=cb)
+    assert cb.n_events == 1 and cb.total_grown > 0
+    assert set(model.plasticity_state) == {"neuroplastic_expansion"}
+    model.plasticity_state = {"ne": model.plasticity_state.pop("neuroplastic_expansion")}
+    cb2 = NECallback(grow_interval=300, grow_rate=0.5)
+    cb2.init_callback(model)
+    assert (cb2.n_events, cb2.total_grown, cb2.total_pruned) == (1, cb.total_grown, cb.total_pruned)
+    assert set(model.plasticity_state) == {"neuroplastic_expansion"}
 
 
 @pytest.mark.parametrize(

@@ -122,15 +122,18 @@ class NeuroplasticExpansionCallback(PlasticityCallback):
     :class:`~sb3_plasticity.ExperienceReviewBuffer` (its ``review_window`` measurements make epsilon). The other
     networks' ratios are measured on the first training pass after each log point (they only feed the logs).
 
-    Logged (TensorBoard, written at once): per event ``plasticity/ne/grown``, ``pruned`` (connections),
-    ``pruned_neurons``, ``grow_rate``, ``plasticity/ne/<network>/grown|pruned``, ``plasticity/ne/<network>/<layer>/
-    grown``; per event and every ``log_freq`` steps ``plasticity/<network>/density`` and
-    ``plasticity/<network>/<layer>/density`` (fraction of the masked layers' connections that exist),
-    ``plasticity/ne/<network>/active_ratio`` (critic: mean over the passes since the last log; others: the pass
-    after the log point),
-    ``plasticity/ne/epsilon`` and ``plasticity/ne/review_fraction`` (review batches among those sampled since the
-    last log) with an experience review buffer; once per ``learn()`` the text ``plasticity/ne/review_metric``
-    (TensorBoard's Text tab), the definition of every ``active_ratio`` above and of what fed epsilon.
+    Logged (TensorBoard, written at once) under ``plasticity/neuroplastic_expansion/`` (the method's one name, as
+    its class and file; the tags were ``plasticity/ne/...`` before issue 12; ``ne`` stays the method's key in the
+    experiment registry): per event ``grown``, ``pruned`` (connections), ``pruned_neurons``, ``grow_rate``,
+    ``<network>/grown|pruned``, ``<network>/<layer>/grown``; per event and every ``log_freq`` steps
+    ``plasticity/<network>/density`` and ``plasticity/<network>/<layer>/density`` (fraction of the masked layers'
+    connections that exist), ``plasticity/neuroplastic_expansion/<network>/active_ratio`` (critic: mean over the
+    passes since the last log; others: the pass after the log point), ``plasticity/neuroplastic_expansion/epsilon``
+    and ``plasticity/neuroplastic_expansion/review_fraction`` (review batches among those sampled since the last
+    log) with an experience review buffer; once per ``learn()`` the text
+    ``plasticity/neuroplastic_expansion/review_metric`` (TensorBoard's Text tab), the definition of every
+    ``active_ratio`` above and of what fed epsilon. Counters are kept in
+    ``model.plasticity_state["neuroplastic_expansion"]``; a model saved with the old key (``"ne"``) resumes.
 
     Decisions where the paper is open (``docs/methods.md``): App. C's "decay weight alpha = 0.02" has no place in
     the paper's equations (Sec. 3.2's alpha is the cosine's amplitude, which App. C gives per task as the grow
@@ -186,10 +189,11 @@ class NeuroplasticExpansionCallback(PlasticityCallback):
     :param verbose: 0 silent, 1 prints each event.
     """
 
-    method: ClassVar[str] = "ne"
+    method: ClassVar[str] = "neuroplastic_expansion"
     claims_neurons = True
     trainable_only = True
-    state_key: ClassVar[str] = "ne"  # type: ignore[misc]
+    state_key: ClassVar[str] = "neuroplastic_expansion"  # type: ignore[misc]
+    legacy_state_key: ClassVar[str] = "ne"  # the state key (and tag prefix) before issue 12
 
     def __init__(
         self,
@@ -310,6 +314,12 @@ class NeuroplasticExpansionCallback(PlasticityCallback):
     # -- set-up ---------------------------------------------------------------------------------------------
     def groups(self, network: str) -> list[NeuronGroup]:
         return [g for g in self.neurons.groups if g.network == network]
+
+    def _init_callback(self) -> None:
+        saved = getattr(self.model, "plasticity_state", None)
+        if isinstance(saved, dict) and self.legacy_state_key in saved and self.state_key not in saved:
+            saved[self.state_key] = saved.pop(self.legacy_state_key)  # a model saved before issue 12 resumes
+        super()._init_callback()
 
     def _setup(self) -> None:
         self._teardown()

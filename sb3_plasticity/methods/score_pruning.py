@@ -48,9 +48,12 @@ class ScorePruningCallback(NeuronResetCallback):
     loaded model trained further with the callback keeps them pruned. (A LayerNorm still counts the pruned
     neuron's constant 0 in its mean and variance: its width cannot change.)
 
-    Logs as :class:`NeuronResetCallback` under ``plasticity/prune_<score>/`` (``reset_count`` is the neurons pruned
-    at the event, ``total_reset_count`` all so far), plus ``<network>/pruned_ratio``: the share of the network's
-    hidden neurons pruned so far.
+    Logs as :class:`NeuronResetCallback` under ``plasticity/score_pruning/<score>/`` (the method's one name, as its
+    class and file; ``plasticity/prune_<score>/`` before issue 12): ``reset_count`` is the neurons pruned at the
+    event, ``total_reset_count`` all so far, plus ``<network>/pruned_ratio``: the share of the network's hidden
+    neurons pruned so far. The masks are kept in ``model.plasticity_state["score_pruning/<score>"]``
+    (``"score_pruning/<score>[<network>+...]"`` with ``networks``); a model saved with the old key
+    (``"prune_<score>..."``) resumes.
 
     :param score: ``"grama"`` (default) or ``"redo"``.
     :param tau: threshold (``<=``); default GraMa App. A.1's: 0.01 for GraMa, 0.02 for ReDo.
@@ -74,7 +77,8 @@ class ScorePruningCallback(NeuronResetCallback):
     ) -> None:
         self.score_name = check_choice("score", score, sorted(_SCORES))
         self._scorer, self.scored_on, self.ratio, default_tau = _SCORES[score]
-        self.method = f"prune_{score}"
+        self.method = f"score_pruning/{score}"
+        self.legacy_method = f"prune_{score}"  # the tag prefix and state key before issue 12
         self.score_type = "activation_grad"  # GraMaResetCallback.score reads it: the paper's GraMa (Eq. 2)
         super().__init__(
             prune_freq, default_tau if tau is None else tau, networks, max_prune_fraction, "zero", probe_batch_size, verbose
@@ -180,6 +184,13 @@ class ScorePruningCallback(NeuronResetCallback):
             param[selector] = 0.0
 
     # -- hooks and state -------------------------------------------------------------------------------------------
+    def _init_callback(self) -> None:
+        saved = getattr(self.model, "plasticity_state", None)
+        old_key = self.legacy_method + self.state_key.removeprefix(self.method)
+        if isinstance(saved, dict) and old_key in saved and self.state_key not in saved:
+            saved[self.state_key] = saved.pop(old_key)  # a model saved before issue 12 keeps its neurons pruned
+        super()._init_callback()
+
     def _setup(self) -> None:
         super()._setup()
         optimizers = {id(o): o for g in self.capture.groups for o in g.optimizers}
