@@ -313,7 +313,7 @@ def test_masked_policy_grows_with_neuroplastic_expansion():
         if isinstance(layer, MaskedLinear):
             assert th.equal(layer.mask, targets[name].mask)  # target masks follow
             assert not (layer.weight * (1 - layer.mask)).any()  # masked weights stay zero
-    assert rec.values("plasticity/ne/epsilon") and model.replay_buffer.n_steps == 3
+    assert rec.values("plasticity/neuroplastic_expansion/epsilon") and model.replay_buffer.n_steps == 3
 
 
 # -- rl_zoo3 -------------------------------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ def test_main_writes_plasticity_logs(tmp_path, capsys):
     # had its first (delayed) update after learning_starts; density up from 0.25
     density = scalars["plasticity/critic/density"]
     assert density[0] == (0, pytest.approx(0.25, abs=0.01)) and density[-1][1] > density[0][1]
-    assert [s for s, _ in scalars["plasticity/ne/grown"]] == [502]
+    assert [s for s, _ in scalars["plasticity/neuroplastic_expansion/grown"]] == [502]
     out = capsys.readouterr().out
     assert f"tensorboard --logdir {os.path.abspath(tmp_path)}" in out
     assert str(run_dir) in out

@@ -108,7 +108,7 @@ METHODS = {
     ),
     "ne": Method(
         lambda: NeuroplasticExpansionCallback(grow_interval=FREQ, grow_rate=0.5),
-        "plasticity/ne/grown",
+        "plasticity/neuroplastic_expansion/grown",
         ("td3", "ddpg", "sac", "ppo", "a2c", "tqc", "dqn", "qrdqn"),
         masked=True,
     ),

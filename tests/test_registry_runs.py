@@ -265,13 +265,13 @@ def _max(scalars, tag: str) -> float:
 def _ne_checks(t: Trained, kwargs: dict[str, Any]) -> list[tuple[str, bool]]:
     s = t.scalars
     checks = [
-        ("NE grew connections at an event", _max(s, "plasticity/ne/grown") > 0),
-        ("NE had an event", _max(s, "plasticity/ne/n_events") >= 1),
+        ("NE grew connections at an event", _max(s, "plasticity/neuroplastic_expansion/grown") > 0),
+        ("NE had an event", _max(s, "plasticity/neuroplastic_expansion/n_events") >= 1),
     ]
     if kwargs.get("prune", True):
-        checks.append(("NE logged its pruning", _has(s, "plasticity/ne/pruned")))
+        checks.append(("NE logged its pruning", _has(s, "plasticity/neuroplastic_expansion/pruned")))
     if "Review" in str(t.hyperparams.get("replay_buffer_class", "")):
-        checks.append(("experience review logged epsilon", _has(s, "plasticity/ne/epsilon")))
+        checks.append(("experience review logged epsilon", _has(s, "plasticity/neuroplastic_expansion/epsilon")))
     return checks
 
 
@@ -312,7 +312,12 @@ CALLBACK_CHECKS = {
     "CBPCallback": _max_above("CBP replaced neurons", "plasticity/cbp/total_reset_count", 0),
     "PlasticityInjectionCallback": _max_above("injection happened", "plasticity/injection/injected", 0),
     "L2InitCallback": _max_above("L2-init penalty > 0", "plasticity/l2_init/penalty", 0),
-    "ScorePruningCallback": _any_tag("score pruning logged its pruned share", "/pruned_ratio"),
+    "ScorePruningCallback": lambda t, kwargs: [
+        (
+            "score pruning logged its pruned share",
+            any(k.startswith("plasticity/score_pruning/") and k.endswith("/pruned_ratio") for k in t.scalars),
+        )
+    ],
     "QuadrantAnalysisCallback": _any_tag("quadrant analysis logged", "/quadrant_"),
     "IrreversibilityCallback": _any_tag("irreversibility logged", "never_recovered_ratio"),
     "PhaseEvalCallback": _any_tag("phase evaluation logged per task block", "eval/phase_"),

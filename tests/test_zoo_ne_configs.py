@@ -115,10 +115,10 @@ def test_zoo_run(name, tmp_path):
         assert density[0] == pytest.approx(0.25, abs=0.01) and density[-1] > density[0]
     # due at 100, done after the first training pass (101) or the actor's first delayed update (102); 200; 300
     first = 102 if "actor" in networks else 101
-    assert [s for s, _ in scalars["plasticity/ne/grown"]] == [first, 200, 300]
-    assert ("plasticity/ne/epsilon" in scalars) == review
+    assert [s for s, _ in scalars["plasticity/neuroplastic_expansion/grown"]] == [first, 200, 300]
+    assert ("plasticity/neuroplastic_expansion/epsilon" in scalars) == review
     if extra.get("prune") is False:
-        assert all(v == 0 for _, v in scalars["plasticity/ne/pruned"])
+        assert all(v == 0 for _, v in scalars["plasticity/neuroplastic_expansion/pruned"])
     model = TD3.load(tmp_path / "logs" / "td3" / f"{env}_1" / f"{env}.zip", device="cpu")
     for online, target in (("actor", "actor_target"), ("critic", "critic_target")):
         targets = dict(getattr(model.policy, target).named_modules())
@@ -180,8 +180,8 @@ def test_ne_drq_zoo_run(tmp_path):
     for net in ("actor", "critic"):
         density = [v for _, v in scalars[f"plasticity/{net}/density"]]
         assert density[0] == pytest.approx(0.25, abs=0.01) and density[-1] > density[0]
-    assert len(scalars["plasticity/ne/grown"]) >= 2 and "plasticity/ne/epsilon" in scalars
-    assert "plasticity/ne/critic/grow_rate" in scalars and "plasticity/ne/grow_rate" not in scalars
+    assert len(scalars["plasticity/neuroplastic_expansion/grown"]) >= 2 and "plasticity/neuroplastic_expansion/epsilon" in scalars
+    assert "plasticity/neuroplastic_expansion/critic/grow_rate" in scalars and "plasticity/neuroplastic_expansion/grow_rate" not in scalars
 
 
 NE_CONTINUAL = ZOO / "ne_td3_continual.py"
@@ -210,4 +210,4 @@ def test_ne_continual_config_and_zoo_run(tmp_path):
     for net in ("actor", "critic"):
         density = [v for _, v in scalars[f"plasticity/{net}/density"]]
         assert density[0] == pytest.approx(0.15, abs=0.01) and density[-1] > density[0]
-    assert "plasticity/critic/dormant_ratio" in scalars and "plasticity/ne/epsilon" in scalars
+    assert "plasticity/critic/dormant_ratio" in scalars and "plasticity/neuroplastic_expansion/epsilon" in scalars
