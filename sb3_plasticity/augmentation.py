@@ -21,7 +21,6 @@ Batches drawn from the buffer for other purposes (probe batches of the plasticit
 
 from __future__ import annotations
 
-import numbers
 from typing import Any
 
 import numpy as np
@@ -32,6 +31,7 @@ from stable_baselines3.common.type_aliases import ReplayBufferSamples
 from stable_baselines3.common.vec_env import VecNormalize
 
 from sb3_plasticity.buffers import ExperienceReviewBuffer, LazyStorageMixin
+from sb3_plasticity.checks import check_int
 
 __all__ = [
     "DrQExperienceReviewBuffer",
@@ -40,12 +40,6 @@ __all__ = [
     "RandomShiftMixin",
     "random_shift",
 ]
-
-
-def _check_pad(pad: object) -> int:
-    if isinstance(pad, bool) or not isinstance(pad, numbers.Integral) or pad < 0:
-        raise ValueError(f"pad must be a non-negative integer (pixels), got {pad!r}")
-    return int(pad)
 
 
 def random_shift(images: th.Tensor, pad: int = 4, generator: th.Generator | None = None) -> th.Tensor:
@@ -66,7 +60,7 @@ def random_shift(images: th.Tensor, pad: int = 4, generator: th.Generator | None
         raise TypeError(f"images must be a torch.Tensor, got {type(images).__name__}")
     if images.dim() < 3:
         raise ValueError(f"images must be (batch, ..., height, width) with at least 3 dims, got shape {tuple(images.shape)}")
-    pad = _check_pad(pad)
+    pad = check_int("pad", pad, 0)
     if pad == 0 or images.shape[0] == 0:
         return images.clone()
     batch, height, width = images.shape[0], images.shape[-2], images.shape[-1]
@@ -100,7 +94,7 @@ class RandomShiftMixin:
 
     def __init__(self, *args: Any, pad: int = 4, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.pad = _check_pad(pad)
+        self.pad = check_int("pad", pad, 0)
         if not is_image_space(self.observation_space, check_channels=False):
             raise ValueError(
                 f"{type(self).__name__} shifts images: the observation space must be a uint8 image Box (C, H, W) or "

@@ -16,6 +16,8 @@ from stable_baselines3.common.buffers import NStepReplayBuffer, ReplayBuffer
 from stable_baselines3.common.type_aliases import ReplayBufferSamples
 from stable_baselines3.common.vec_env import VecNormalize
 
+from sb3_plasticity.checks import check_positive_int, check_probability
+
 __all__ = ["ExperienceReviewBuffer", "LazyStorageMixin", "lazy_zeros"]
 
 # Linux's MAP_NORESERVE (asm-generic value, x86 and arm); Python's mmap module has no name for it before 3.13
@@ -151,23 +153,19 @@ class ExperienceReviewBuffer(LazyStorageMixin, ReplayBuffer):
         super().__init__(
             buffer_size, observation_space, action_space, device, n_envs, optimize_memory_usage, handle_timeout_termination
         )
-        if isinstance(review_window, bool) or not isinstance(review_window, int) or review_window <= 0:
-            raise ValueError(f"review_window must be a positive integer (measurements), got {review_window!r}")
-        if isinstance(review_floor, bool) or not isinstance(review_floor, (int, float)) or not 0 <= review_floor <= 1:
-            raise ValueError(f"review_floor must be in [0, 1], got {review_floor!r}")
-        if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1:
-            raise ValueError(f"n_steps must be a positive integer, got {n_steps!r}")
-        if isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or not 0 <= gamma <= 1:
-            raise ValueError(f"gamma must be in [0, 1], got {gamma!r}")
+        review_window = check_positive_int("review_window", review_window, "measurements")
+        review_floor = check_probability("review_floor", review_floor)
+        n_steps = check_positive_int("n_steps", n_steps)
+        gamma = check_probability("gamma", gamma)
         if n_steps > 1 and optimize_memory_usage:
             raise ValueError(
                 f"n_steps={n_steps} needs optimize_memory_usage=False: n-step returns read the stored next observations "
                 "(as SB3's NStepReplayBuffer)"
             )
         self.n_steps = n_steps
-        self.gamma = float(gamma)
+        self.gamma = gamma
         self.review_window = review_window
-        self.review_floor = float(review_floor)
+        self.review_floor = review_floor
         # the definition of the active-neuron ratio fed to record_active_ratio (the NE callback sets it)
         self.active_ratio_metric: str | None = None
         self._ratios: deque[float] = deque(maxlen=review_window + 1)  # c changes need c + 1 values
@@ -236,9 +234,7 @@ class ExperienceReviewBuffer(LazyStorageMixin, ReplayBuffer):
 
     @review_probability.setter
     def review_probability(self, value: float | None) -> None:
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1):
-            raise ValueError(f"review_probability must be in [0, 1] or None, got {value!r}")
-        self._fixed_probability = None if value is None else float(value)
+        self._fixed_probability = None if value is None else check_probability("review_probability", value)
 
     @property
     def review_fraction(self) -> float:

@@ -44,6 +44,8 @@ from dataclasses import dataclass, field
 import torch as th
 from torch import nn
 
+from sb3_plasticity.checks import check_choice, check_nonnegative
+
 __all__ = [
     "LayerMetrics",
     "activation_norm",
@@ -76,11 +78,6 @@ def _per_neuron(x: th.Tensor) -> th.Tensor:
     return x.transpose(0, 1).reshape(x.shape[1], -1)
 
 
-def _check_tau(tau: float) -> None:
-    if tau < 0:
-        raise ValueError(f"tau must be >= 0, got {tau}")
-
-
 def activity(x: th.Tensor) -> th.Tensor:
     """``E|x_i|`` per neuron (over batch and positions), shape ``(neurons,)``."""
     return _per_neuron(x).abs().mean(dim=1)
@@ -103,7 +100,7 @@ def _ratio(flags: th.Tensor, alive: th.Tensor | None) -> float:
 
 def _at_or_below(signal: th.Tensor, tau: float, alive: th.Tensor | None) -> th.Tensor:
     """Neurons whose normalised ``E|signal_i|`` is ``<= tau``; neurons that do not exist are False."""
-    _check_tau(tau)
+    check_nonnegative("tau", tau)
     flags = normalized_scores(activity(signal), alive) <= tau
     return flags if alive is None else flags & alive
 
@@ -271,14 +268,13 @@ def gradient_correlation(grad: th.Tensor, over: str = "neurons") -> tuple[th.Ten
     Returns ``(matrix, valid)`` as :func:`correlation_matrix` (neurons with a constant gradient, or samples with a
     zero gradient, are not valid).
     """
+    check_choice("over", over, ("neurons", "samples"))
     if grad.dim() < 2:
         raise ValueError(f"expected a (batch, neurons, ...) tensor, got shape {tuple(grad.shape)}")
     g = grad.reshape(grad.shape[0], grad.shape[1], -1).sum(dim=2)  # (batch, neurons)
     if over == "neurons":
         return correlation_matrix(g, centered=True)
-    if over == "samples":
-        return correlation_matrix(g.T, centered=False)
-    raise ValueError(f"over must be 'neurons' or 'samples', got {over!r}")
+    return correlation_matrix(g.T, centered=False)  # over == "samples"
 
 
 @dataclass

@@ -48,6 +48,7 @@ from typing import Any
 import torch as th
 from torch import nn
 
+from sb3_plasticity.checks import check_choice
 from sb3_plasticity.hooks import FRESH_STEP, existing_step_hooks, step_hooks
 from sb3_plasticity.neurons import Consumer, Layer, NeuronGroup, NeuronModel
 
@@ -441,8 +442,7 @@ def reset_neurons(
     :param zero_grad: also zero the current ``.grad`` of the touched entries, for a reset between backward and
         the optimizer step: that step then leaves them where the reset put them (official GraMa code).
     """
-    if outgoing not in ("zero", "keep"):
-        raise ValueError(f"outgoing must be 'zero' or 'keep', got {outgoing!r}")
+    check_choice("outgoing", outgoing, ("zero", "keep"))
     idx = _as_index(neurons, group.producer.weight.device)
     if idx.numel() == 0:
         return 0

@@ -26,6 +26,7 @@ import torch as th
 from torch import nn
 from torch.nn import functional as F
 
+from sb3_plasticity.checks import check_choice, check_fraction
 from sb3_plasticity.neurons import NeuronGroup
 
 __all__ = [
@@ -112,8 +113,7 @@ def erdos_renyi_densities(shapes: Sequence[tuple[int, int]], density: float) -> 
 
     :param density: overall density in (0, 1].
     """
-    if not 0 < density <= 1:
-        raise ValueError(f"density must be in (0, 1], got {density!r}")
+    density = check_fraction("density", density, allow_none=False)
     sizes = [out * inp for out, inp in shapes]
     raw = [(out + inp) / (out * inp) for out, inp in shapes]
     dense: set[int] = set()
@@ -173,8 +173,7 @@ def grow_rate_at(schedule: str, grow_rate: float, step: int, end_step: int) -> f
     cyclicality based on warm decay"): uniform and warm decay are our reading (docs/methods.md). All three start at
     ``grow_rate`` at ``t = 0`` and are 0 from ``end_step`` on.
     """
-    if schedule not in GROWTH_SCHEDULES:
-        raise ValueError(f"schedule must be one of {GROWTH_SCHEDULES}, got {schedule!r}")
+    check_choice("schedule", schedule, GROWTH_SCHEDULES)
     if step >= end_step:
         return 0.0
     if schedule == "cosine":
@@ -285,8 +284,7 @@ class WeightClip:
     BOUNDS = ("fan_in", "neurons")
 
     def __init__(self, kappa: float, bound_by: str = "fan_in") -> None:
-        if bound_by not in self.BOUNDS:
-            raise ValueError(f"bound_by must be one of {self.BOUNDS}, got {bound_by!r}")
+        check_choice("bound_by", bound_by, self.BOUNDS)
         self.kappa = kappa
         self.bound_by = bound_by
         self.clipped: dict[MaskedLinear, th.Tensor] = {}  # bool: which weights of the layer are clipped

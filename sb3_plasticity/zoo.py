@@ -36,6 +36,7 @@ from typing import Any
 from stable_baselines3.common.callbacks import BaseCallback
 
 from sb3_plasticity.buffers import ExperienceReviewBuffer
+from sb3_plasticity.checks import check_choice, check_int
 
 __all__ = [
     "NE_TASKS",
@@ -173,8 +174,7 @@ def scaled_net_arch(extra_layers: int = 0) -> list[int] | dict[str, list[int]]:
     neurons of level 0: the paper does not say what its factor counts). The sizes of Fig. 2 and Fig. 14 are not in
     the text: the configs give levels 0 to 3.
     """
-    if isinstance(extra_layers, bool) or not isinstance(extra_layers, int) or extra_layers < 0:
-        raise ValueError(f"extra_layers must be an integer >= 0, got {extra_layers!r}")
+    extra_layers = check_int("extra_layers", extra_layers, 0)
     if extra_layers == 0:
         return [256, 128]
     return dict(pi=[256] * extra_layers + [256, 128], qf=[256, 128] + [256] * extra_layers)
@@ -244,8 +244,7 @@ def ne_combined_hyperparams(other: str) -> dict[str, dict[str, Any]]:
       networks, listed before the NE callback, which gets ``compose=True``: NE owns the masks, the other method the
       values of the existing weights (see docs/methods.md, "NE combined with LN, ReDo or Reset").
     """
-    if other not in ("ln", *COMBINED):
-        raise ValueError(f"other must be 'ln', 'redo' or 'reset', got {other!r}")
+    check_choice("other", other, ("ln", *COMBINED))
     out = ne_td3_hyperparams()
     for hp in out.values():
         if other == "ln":

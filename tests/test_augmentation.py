@@ -79,8 +79,8 @@ def test_generator_reproducibility_pad_zero_and_shapes():
     [
         (np.zeros((2, 3, 8, 8), dtype=np.uint8), 4, TypeError, "images must be a torch.Tensor"),
         (th.zeros(8, 8), 4, ValueError, "at least 3 dims"),
-        (th.zeros(2, 8, 8), -1, ValueError, "pad must be a non-negative integer"),
-        (th.zeros(2, 8, 8), 1.5, ValueError, "pad must be a non-negative integer"),
+        (th.zeros(2, 8, 8), -1, ValueError, r"^pad must be an integer >= 0, got -1$"),
+        (th.zeros(2, 8, 8), 1.5, ValueError, r"^pad must be an integer >= 0, got 1.5$"),
     ],
 )
 def test_bad_input(images, pad, error, match):
