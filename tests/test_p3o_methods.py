@@ -11,6 +11,7 @@ from stable_baselines3.common.logger import Logger
 from torch import nn
 
 from sb3_plasticity import CBPCallback, CycleResetDistillCallback, ReDoCallback
+from sb3_plasticity.hooks import AFTER_UPDATE, step_hooks
 from sb3_plasticity.methods import neuron_reset
 from sb3_plasticity.neurons import NetworkPath, NeuronModel, Stage, groups_from_paths
 from tests.helpers import Recorder
@@ -96,20 +97,22 @@ def test_cbp_replace_every_replaces_at_every_nth_gradient_step():
         replacement_rate=0.1, maturity_threshold=0, replace_every=5, networks="policy", log_freq=64,
         log_reset_proportion=True,
     )  # fmt: skip
-    events = []
-    original = cb._replace_now
+    steps = []  # (the layers' update counts, neurons replaced so far) after each optimizer step
 
-    def spy(replace):
-        events.append({g.name: (cb.states[g.key].n_updates, idx.numel()) for g, idx in replace.items()})
-        original(replace)
+    def after_cbp(optimizer, args, kwargs):  # a later post-step hook: CBP's update of this step is done
+        steps.append(({cb.states[f"policy/{name}"].n_updates for name in PI}, cb.n_replaced))
 
-    cb._replace_now = spy
+    handle = step_hooks(model.policy.optimizer).add_post(AFTER_UPDATE + 1, after_cbp)
     model.learn(256, callback=cb)  # 4 rollouts x 2 epochs x 2 minibatches = 16 gradient steps
-    # the counter accrues only at gradient steps 5, 10 and 15: 0.1 x 20 mature neurons = 2 replaced each time
-    assert [e[PI[0]] for e in events] == [(5, 2), (10, 2), (15, 2)]
-    assert [e[PI[1]] for e in events] == [(5, 2), (10, 2), (15, 2)]
-    total = sum(v for _, v in rec.values(f"plasticity/cbp/policy/{PI[0]}/reset_count"))
-    assert total == 6
+    handle.remove()
+    assert [updates for updates, _ in steps] == [{n} for n in range(1, 17)]  # both layers count every step
+    # the counter accrues only at gradient steps 5, 10 and 15: 0.1 x 20 mature neurons = 2 replaced per layer each time
+    totals = [0] + [n for _, n in steps]
+    replaced = [(step, totals[step] - totals[step - 1]) for step in range(1, 17) if totals[step] != totals[step - 1]]
+    assert replaced == [(5, 4), (10, 4), (15, 4)]
+    for name in PI:
+        assert sum(v for _, v in rec.values(f"plasticity/cbp/policy/{name}/reset_count")) == 6
+    assert cb.n_replaced == cb.total_reset == 12 and not cb.unlogged_counts  # the last window is logged at the end
     share = rec.values("plasticity/cbp/policy/reset_proportion")[-1][1]
     assert 2 / 20 <= share <= 6 / 20
 

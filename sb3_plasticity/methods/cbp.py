@@ -209,6 +209,18 @@ class CBPCallback(InterventionCallback):
     def _skipped_unlogged(self) -> bool:
         return self.skipped_events != self._skipped_logged
 
+    @property
+    def unlogged_counts(self) -> dict[tuple[str, str], int]:
+        """Neurons replaced per ``(network, layer)`` since the last log (a copy): they reach ``plasticity/cbp/...``
+        at the next log, every ``log_freq`` env steps or when ``learn()`` ends."""
+        return dict(self._window)
+
+    @property
+    def n_replaced(self) -> int:
+        """Neurons replaced so far by this callback, logged (``total_reset``, kept across ``save``/``load``) or
+        not yet (:attr:`unlogged_counts`)."""
+        return self.total_reset + sum(self._window.values())
+
     # -- the method --------------------------------------------------------------------------------------
     def _after_update(self, optimizer: th.optim.Optimizer, args, kwargs) -> None:
         """Optimizer post-step hook: steps 1-3 for the groups this optimizer updates."""
