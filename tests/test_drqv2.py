@@ -264,7 +264,7 @@ def test_learn_with_monitor_and_redo():
     assert rec.values("plasticity/critic/grama_inactive_ratio") and rec.values("plasticity/features/grad_norm")
     counts = rec.values("plasticity/redo/reset_count")
     assert len(counts) == 3 and redo.total_reset > 0
-    assert {net for net, _ in redo._counts} == {"features", "actor", "critic"}  # target twins follow
+    assert {net for net, _ in redo.last_counts} == {"features", "actor", "critic"}  # target twins follow
     stds = [v for _, v in rec.values("train/exploration_std")]
     assert stds == sorted(stds, reverse=True) and stds[-1] < 0.5
     assert rec.values("train/critic_loss") and rec.values("train/actor_loss")

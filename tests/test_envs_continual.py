@@ -148,7 +148,7 @@ def test_schedule_under_vec_envs(vec_cls):
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        ({"tasks": ["HalfCheetah", "Swimmer"]}, r"unknown task\(s\) \['Swimmer'\]"),
+        ({"tasks": ["HalfCheetah", "Swimmer"]}, r"^tasks\[1\] must be one of \('Ant', .*\), got 'Swimmer'$"),
         ({"tasks": []}, "tasks must be a non-empty sequence"),
         ({"tasks": "Hopper"}, "tasks must be a non-empty sequence"),
         ({"episodes_per_task": 0}, "episodes_per_task must be a positive integer"),

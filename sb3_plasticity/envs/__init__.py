@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import gymnasium as gym
 
+from sb3_plasticity.checks import check_choice
 from sb3_plasticity.envs.base import PhasedEnv
 from sb3_plasticity.envs.dmc import DMC_TASKS, dmc_env_id, register_dmc
 
@@ -40,8 +41,7 @@ _MUJOCO_TIME_LIMIT = 1000  # every v5 task above registers max_episode_steps=100
 
 def cycle_friction_env_id(task: str) -> str:
     """``sb3_plasticity/CycleFriction<task>-v0``; ``task`` one of :data:`CYCLE_FRICTION_TASKS`."""
-    if task not in CYCLE_FRICTION_TASKS:
-        raise ValueError(f"unknown Cycle Friction task {task!r}; choose one of {list(CYCLE_FRICTION_TASKS)}")
+    check_choice("task", task, CYCLE_FRICTION_TASKS)
     return f"sb3_plasticity/CycleFriction{task}-v0"
 
 

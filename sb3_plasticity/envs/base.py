@@ -17,8 +17,9 @@ wrapper, not on the env (see ``docs/environments.md``).
 
 from __future__ import annotations
 
-import numbers
 from typing import Protocol, runtime_checkable
+
+from sb3_plasticity.checks import check_int
 
 __all__ = ["PhasedEnv", "check_phase_index"]
 
@@ -41,8 +42,4 @@ class PhasedEnv(Protocol):
 
 def check_phase_index(phase: object, n_phases: int | None) -> int:
     """``phase`` as an int, or a ``ValueError`` naming it when it is not a phase index of the schedule."""
-    if isinstance(phase, bool) or not isinstance(phase, numbers.Integral) or phase < 0:
-        raise ValueError(f"phase must be a non-negative integer, got {phase!r}")
-    if n_phases is not None and phase >= n_phases:
-        raise ValueError(f"phase must be < n_phases={n_phases}, got {phase}")
-    return int(phase)
+    return check_int("phase", phase, 0, None if n_phases is None else n_phases - 1)

@@ -39,7 +39,6 @@ that ``reset`` raises. With ``hold`` the env never leaves that block.
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Sequence
 from typing import Any
 
@@ -47,6 +46,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from sb3_plasticity.checks import check_choice, check_positive_int, check_sequence
 from sb3_plasticity.envs.base import check_phase_index
 from sb3_plasticity.extras import require_extra
 
@@ -56,12 +56,6 @@ __all__ = ["CONTINUAL_MUJOCO_TASKS", "ContinualMuJoCoEnv"]
 CONTINUAL_MUJOCO_TASKS: dict[str, str] = {
     name: f"{name}-v5" for name in ("HalfCheetah", "Humanoid", "Ant", "Hopper", "Walker2d", "HumanoidStandup")
 }
-
-
-def _positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
 
 
 class ContinualMuJoCoEnv(gym.Env):
@@ -85,14 +79,10 @@ class ContinualMuJoCoEnv(gym.Env):
         render_mode: str | None = None,
         task_kwargs: dict[str, dict[str, Any]] | None = None,
     ) -> None:
-        if isinstance(tasks, str) or not isinstance(tasks, Sequence) or len(tasks) == 0:
-            raise ValueError(f"tasks must be a non-empty sequence of task names, got {tasks!r}")
-        unknown = [t for t in tasks if t not in CONTINUAL_MUJOCO_TASKS]
-        if unknown:
-            raise ValueError(f"unknown task(s) {unknown} in tasks; choose from {sorted(CONTINUAL_MUJOCO_TASKS)}")
-        self.tasks: tuple[str, ...] = tuple(tasks)
-        self.episodes_per_task = _positive_int("episodes_per_task", episodes_per_task)
-        self.cycles = _positive_int("cycles", cycles)
+        names = sorted(CONTINUAL_MUJOCO_TASKS)
+        self.tasks: tuple[str, ...] = check_sequence("tasks", tasks, lambda name, task: check_choice(name, task, names))
+        self.episodes_per_task = check_positive_int("episodes_per_task", episodes_per_task)
+        self.cycles = check_positive_int("cycles", cycles)
         task_kwargs = dict(task_kwargs or {})
         if set(task_kwargs) - set(self.tasks):
             raise ValueError(f"task_kwargs names tasks not in tasks: {sorted(set(task_kwargs) - set(self.tasks))}")

@@ -36,14 +36,13 @@ friction is not observed: adapting to it is the point.
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Sequence
 from typing import Any, Literal
 
-import numpy as np
 from gymnasium.error import DependencyNotInstalled
 from gymnasium.utils import EzPickle
 
+from sb3_plasticity.checks import check_choice, check_positive_int, check_range, check_sequence
 from sb3_plasticity.envs.base import check_phase_index
 from sb3_plasticity.extras import require_extra
 
@@ -99,20 +98,17 @@ class CycleFrictionMixin:
         mode: FrictionMode = "scale",
         **kwargs: Any,
     ) -> None:
-        if isinstance(period, bool) or not isinstance(period, numbers.Integral) or period <= 0:
-            raise ValueError(f"period must be a positive integer (env steps per phase), got {period!r}")
-        frictions = tuple(frictions)
-        if not frictions or any(
-            isinstance(f, bool) or not isinstance(f, numbers.Real) or not np.isfinite(f) or f <= 0 for f in frictions
-        ):
-            raise ValueError(f"frictions must be a non-empty sequence of positive numbers, got {frictions!r}")
-        if mode not in ("scale", "replace"):
-            raise ValueError(f"mode must be 'scale' or 'replace', got {mode!r}")
+        period = check_positive_int("period", period, "env steps per phase")
+        # each coefficient finite and > 0; any iterable is taken, as a tuple
+        frictions = check_sequence(
+            "frictions", tuple(frictions), lambda name, f: check_range(name, f, 0.0, low_open=True, high_open=True)
+        )
+        check_choice("mode", mode, ("scale", "replace"))
         super().__init__(**kwargs)  # the MuJoCo env builds self.model
         # EzPickle rebuilds the env from these, not from the MuJoCo env's own arguments only.
         EzPickle.__init__(self, period=period, frictions=frictions, mode=mode, **kwargs)
-        self.period = int(period)
-        self.frictions = tuple(float(f) for f in frictions)
+        self.period = period
+        self.frictions = frictions
         self.mode = mode
         self.base_friction = self.model.geom_friction[:, 0].copy()  # type: ignore[attr-defined]  # sliding, from the XML
         self.steps = 0
@@ -206,6 +202,5 @@ def make_cycle_friction_env(task: str, **kwargs: Any) -> MujocoEnv:
     ``kwargs`` go to :class:`CycleFrictionMixin` (``period``, ``frictions``, ``mode``) and the MuJoCo env.
     Without a ``TimeLimit``: ``gym.make("sb3_plasticity/CycleFriction<task>-v0")`` adds the 1000-step limit.
     """
-    if task not in CYCLE_FRICTION_ENVS:
-        raise ValueError(f"unknown Cycle Friction task {task!r}; choose one of {sorted(CYCLE_FRICTION_ENVS)}")
+    check_choice("task", task, CYCLE_FRICTION_ENVS)
     return CYCLE_FRICTION_ENVS[task](**kwargs)

@@ -23,7 +23,6 @@ sets ``MUJOCO_GL=egl`` (headless GPU or Mesa rendering). Set ``MUJOCO_GL`` yours
 
 from __future__ import annotations
 
-import numbers
 import os
 import sys
 from collections import deque
@@ -33,6 +32,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from sb3_plasticity.checks import check_choice, check_positive_int
 from sb3_plasticity.extras import require_extra
 
 __all__ = ["DMC_TASKS", "DMCEnv", "dmc_env_id", "register_dmc"]
@@ -81,12 +81,6 @@ def _import_suite():
     return suite
 
 
-def _positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
 class DMCEnv(gym.Env):
     """One DeepMind Control Suite task as a Gymnasium env, from state or pixels (see the module docstring).
 
@@ -129,20 +123,22 @@ class DMCEnv(gym.Env):
             domains = sorted({d for d, _ in suite.ALL_TASKS})
             hint = f"tasks of {domain!r}: {same_domain}" if same_domain else f"domains: {domains}"
             raise ValueError(f"unknown DeepMind Control task {domain!r}-{task!r}; {hint}")
-        if render_mode not in (None, "rgb_array"):
-            raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
+        check_choice("render_mode", render_mode, (None, "rgb_array"))
         self.domain = domain
         self.task_name = task
         self.pixels = bool(pixels)
         if action_repeat is None:
             action_repeat = 2 if pixels else 1
-        self.action_repeat = _positive_int("action_repeat", action_repeat)
-        self.frame_stack = _positive_int("frame_stack", frame_stack)
-        self.height = _positive_int("height", height)
-        self.width = _positive_int("width", width)
+        self.action_repeat = check_positive_int("action_repeat", action_repeat)
+        self.frame_stack = check_positive_int("frame_stack", frame_stack)
+        self.height = check_positive_int("height", height)
+        self.width = check_positive_int("width", width)
         self.camera_id = _DRQ_CAMERA.get(domain, 0) if camera_id is None else int(camera_id)
         self.render_mode = render_mode
-        self.render_size = (_positive_int("render_size[0]", render_size[0]), _positive_int("render_size[1]", render_size[1]))
+        self.render_size = (
+            check_positive_int("render_size[0]", render_size[0]),
+            check_positive_int("render_size[1]", render_size[1]),
+        )
         self._env = suite.load(domain, task, task_kwargs=task_kwargs, environment_kwargs=environment_kwargs)
 
         spec = self._env.action_spec()
