@@ -26,6 +26,7 @@ import torch as th
 import torch.nn.functional as F
 
 from sb3_plasticity.capture import Capture
+from sb3_plasticity.checks import check_choice, check_fraction, check_nonnegative, check_positive_int, check_sequence
 from sb3_plasticity.continual.data import ClassificationData
 from sb3_plasticity.continual.model import ACTIVATIONS, make_mlp, module_neuron_model
 from sb3_plasticity.metrics import (
@@ -105,25 +106,18 @@ class ContinualConfig:
         return DEFAULT_TAU.get(self.method, 0.0) if self.tau is None else self.tau
 
     def __post_init__(self) -> None:
-        self.hidden = tuple(int(h) for h in self.hidden)
-        if self.method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        # the values stay as given (the config is written to results.json as is); only hidden becomes a tuple
+        self.hidden = check_sequence("hidden", self.hidden, check_positive_int)
+        check_choice("method", self.method, METHODS)
         for name in ("reset_tau", "dormant_tau", "grama_tau", "lr", "momentum", "weight_decay"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
-                raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+            check_nonnegative(name, getattr(self, name))
         for name in ("initial_classes", "classes_per_task", "epochs_per_task", "batch_size", "score_batch", "measure_batch"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if self.n_classes is not None and (not isinstance(self.n_classes, int) or self.n_classes <= 0):
-            raise ValueError(f"n_classes must be None or a positive integer, got {self.n_classes!r}")
-        if self.max_reset_fraction is not None and not 0 < self.max_reset_fraction <= 1:
-            raise ValueError(f"max_reset_fraction must be None or in (0, 1], got {self.max_reset_fraction!r}")
-        if self.optimizer not in ("sgd", "adam"):
-            raise ValueError(f"optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
+            check_positive_int(name, getattr(self, name))
+        if self.n_classes is not None:
+            check_positive_int("n_classes", self.n_classes)
+        check_fraction("max_reset_fraction", self.max_reset_fraction)
+        check_choice("optimizer", self.optimizer, ("sgd", "adam"))
+        check_choice("activation", self.activation, sorted(ACTIVATIONS))
 
 
 @dataclass

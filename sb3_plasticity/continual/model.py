@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import torch as th
 from torch import nn
 
+from sb3_plasticity.checks import check_choice, check_positive_int, check_sequence
 from sb3_plasticity.neurons import NetworkPath, NeuronModel, Stage, groups_from_paths, layers_from_paths
 
 __all__ = ["ACTIVATIONS", "make_mlp", "module_neuron_model"]
@@ -27,15 +28,13 @@ def make_mlp(in_features: int, hidden: Sequence[int], n_outputs: int, activation
     The hidden layers are named ``fc1``, ``fc2``, ... (the neuron groups' layer names in the logs); ``out`` is the
     classification head (a consumer, never reset).
     """
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
-    if not hidden or any(int(h) <= 0 for h in hidden):
-        raise ValueError(f"hidden must be a non-empty list of positive widths, got {list(hidden)!r}")
+    check_choice("activation", activation, sorted(ACTIVATIONS))
+    hidden = check_sequence("hidden", hidden, check_positive_int)
     layers: list[tuple[str, nn.Module]] = [("flatten", nn.Flatten())]
     width = in_features
     for i, h in enumerate(hidden, start=1):
-        layers += [(f"fc{i}", nn.Linear(width, int(h))), (f"act{i}", ACTIVATIONS[activation]())]
-        width = int(h)
+        layers += [(f"fc{i}", nn.Linear(width, h)), (f"act{i}", ACTIVATIONS[activation]())]
+        width = h
     layers.append(("out", nn.Linear(width, n_outputs)))
     return nn.Sequential(OrderedDict(layers))
 
