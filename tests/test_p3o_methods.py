@@ -245,8 +245,7 @@ def test_recovery_stops_at_the_threshold(mode, threshold, returns, epochs, cap_h
         max_recovery_epochs=4,
     )  # fmt: skip
     cb.init_callback(model)
-    buffer = model.rollout_buffer
-    cb._data = buffer.to_torch(buffer.observations.reshape(-1, *buffer.obs_shape))
+    cb.take_rollout()
     ran = _scripted(cb, returns)
     recorded = {}
     cb.record = lambda key, value: recorded.__setitem__(key, float(value))

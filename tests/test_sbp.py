@@ -66,44 +66,48 @@ def _value_state(model) -> dict[str, th.Tensor]:
     return {k: v.clone() for k, v in model.policy.state_dict().items() if k.startswith(keep)}
 
 
+def _event(model, seed: int = 0, **kwargs) -> tuple[dict[str, th.Tensor], dict[str, float]]:
+    """Run one event of a callback driven by hand on the model's last rollout: the policy's state afterwards and the
+    values the event recorded."""
+    cb = CycleResetDistillCallback(reset_freq=1, reset_rate=0.25, **kwargs)
+    cb.init_callback(model)
+    cb.take_rollout()
+    recorded = {}
+    cb.record = lambda key, value: recorded.__setitem__(key, float(value))
+    th.manual_seed(seed)  # the reset's fresh weights
+    cb.run_event()
+    return {k: v.clone() for k, v in model.policy.state_dict().items()}, recorded
+
+
 def test_event_freezes_reset_neurons_and_leaves_the_critic_alone():
     model = _ppo()
     model.learn(256)
-    cb = CycleResetDistillCallback(reset_freq=1, reset_rate=0.25, distill_tau=1e-6, max_distill_epochs=3)
-    cb.init_callback(model)
-    buffer = model.rollout_buffer
-    cb._data = buffer.to_torch(buffer.observations.reshape(-1, *buffer.obs_shape))
-    snaps = {}
-    original = cb._distill
-
-    def spy(data, teacher, reset):
-        snaps["after_reset"] = {k: v.clone() for k, v in model.policy.state_dict().items()}
-        snaps["reset"] = {g.name: idx.tolist() for g, idx in reset.items()}
-        original(data, teacher, reset)
-
-    cb._distill = spy
     before = {k: v.clone() for k, v in model.policy.state_dict().items()}
     values = _value_state(model)
-    recorded = {}
-    cb.record = lambda key, value: recorded.__setitem__(key, float(value))
-    cb.run_event()
-    after = model.policy.state_dict()
+    # the same event without distillation, on a twin (same seeds, same training), gives the weights right after the
+    # reset (same seed: same fresh weights)
+    twin = _ppo()
+    twin.learn(256)
+    assert all(th.equal(v, before[k]) for k, v in twin.policy.state_dict().items())
+    after_reset, _ = _event(twin, distill=False)
+    after, recorded = _event(model, distill_tau=1e-6, max_distill_epochs=3)
 
-    assert snaps["reset"] == {"mlp_extractor.policy_net.0": [0, 1, 2, 3], "mlp_extractor.policy_net.2": [0, 1, 2, 3]}
-    for name, idx in snaps["reset"].items():
+    for name in ("mlp_extractor.policy_net.0", "mlp_extractor.policy_net.2"):
         w, b = f"{name}.weight", f"{name}.bias"
+        # the cycle's first event resets neurons 0-3 (a quarter of 16) of each hidden layer of the actor
+        reset = [i for i in range(16) if not th.equal(after_reset[w][i], before[w][i])]
+        assert reset == [0, 1, 2, 3], name
         # freshly initialised (orthogonal rows of norm sqrt(2), zero bias), then frozen during distillation
-        assert not th.equal(snaps["after_reset"][w][idx], before[w][idx])
         if name.endswith(".2"):  # square 16x16 layer: orthonormal rows scaled by SB3's gain sqrt(2)
-            assert th.allclose(snaps["after_reset"][w][idx].norm(dim=1), th.full((4,), math.sqrt(2)), atol=1e-5)
-        assert not snaps["after_reset"][b][idx].any()
-        assert th.equal(after[w][idx], snaps["after_reset"][w][idx])
-        assert th.equal(after[b][idx], snaps["after_reset"][b][idx])
+            assert th.allclose(after_reset[w][reset].norm(dim=1), th.full((4,), math.sqrt(2)), atol=1e-5)
+        assert not after_reset[b][reset].any()
+        assert th.equal(after[w][reset], after_reset[w][reset])
+        assert th.equal(after[b][reset], after_reset[b][reset])
         # the other neurons of the actor did learn
-        others = [i for i in range(16) if i not in idx]
-        assert not th.equal(after[w][others], snaps["after_reset"][w][others])
-    assert not th.equal(after["action_net.weight"], snaps["after_reset"]["action_net.weight"])
-    assert not th.equal(after["log_std"], snaps["after_reset"]["log_std"])
+        others = [i for i in range(16) if i not in reset]
+        assert not th.equal(after[w][others], after_reset[w][others])
+    assert not th.equal(after["action_net.weight"], after_reset["action_net.weight"])
+    assert not th.equal(after["log_std"], after_reset["log_std"])
     # the value branch is untouched
     for key, value in values.items():
         assert th.equal(after[key], value), key
@@ -111,7 +115,7 @@ def test_event_freezes_reset_neurons_and_leaves_the_critic_alone():
     assert recorded["cycle_reset_distill/distill/epochs"] == 3 and recorded["cycle_reset_distill/distill/cap_hit"] == 1.0
     assert recorded["cycle_reset_distill/distill/loss"] > 1e-6
     assert recorded["cycle_reset_distill/distill/kl_final"] <= recorded["cycle_reset_distill/distill/kl_before"]
-    assert recorded["cycle_reset_distill/cursor"] == 0.0 and cb.cycle_index == 1
+    assert recorded["cycle_reset_distill/cursor"] == 0.0
 
 
 def test_distillation_reaches_tau_when_not_capped():
@@ -119,12 +123,20 @@ def test_distillation_reaches_tau_when_not_capped():
     model.learn(256)
     cb = CycleResetDistillCallback(reset_freq=1, reset_rate=0.5, distill_tau=0.01, max_distill_epochs=200)
     cb.init_callback(model)
-    buffer = model.rollout_buffer
-    cb._data = buffer.to_torch(buffer.observations.reshape(-1, *buffer.obs_shape))
+    cb.take_rollout()
     recorded = {}
     cb.record = lambda key, value: recorded.__setitem__(key, float(value))
     cb.run_event()
+    assert cb.cycle_index == 1  # the cursor moved on: the next event resets the second half
     assert recorded["cycle_reset_distill/distill/loss"] <= 0.01 and recorded["cycle_reset_distill/distill/cap_hit"] == 0.0
+
+
+def test_take_rollout_needs_a_rollout_buffer():
+    model = SAC("MlpPolicy", "Pendulum-v1", policy_kwargs=dict(net_arch=[8]), device="cpu")
+    cb = CycleResetDistillCallback()
+    cb.init_callback(model)
+    with pytest.raises(ValueError, match="SAC has no rollout buffer"):
+        cb.take_rollout()
 
 
 @pytest.mark.parametrize("algo", ["ppo", "sac"])

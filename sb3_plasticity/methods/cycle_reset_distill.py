@@ -270,11 +270,20 @@ class CycleResetDistillCallback(InterventionCallback):
     def _on_rollout_end(self) -> None:
         super()._on_rollout_end()
         if self._due and self.on_policy:
-            buffer = self.model.rollout_buffer
-            obs = buffer.observations.reshape(-1, *buffer.obs_shape)
-            self._data = buffer.to_torch(obs)
-            if self.recovery_threshold is not None:
-                self._rollout = copy.deepcopy(buffer)  # the next rollout empties the algorithm's own
+            self.take_rollout()
+
+    def take_rollout(self) -> None:
+        """PPO/A2C: keep the observations of the model's rollout buffer as the data of the next event (distillation
+        set, teacher inputs) and, with recovery training, a copy of the rollout itself (the next rollout empties the
+        algorithm's own). The callback calls it at the end of the rollout in which an event falls due; call it before
+        :meth:`run_event` when driving the callback by hand after ``learn()``."""
+        buffer = getattr(self.model, "rollout_buffer", None)
+        if buffer is None:
+            raise ValueError(f"take_rollout: {type(self.model).__name__} has no rollout buffer (PPO, A2C)")
+        obs = buffer.observations.reshape(-1, *buffer.obs_shape)
+        self._data = buffer.to_torch(obs)
+        if self.recovery_threshold is not None:
+            self._rollout = copy.deepcopy(buffer)
 
     def _on_rollout_start(self) -> None:
         if self._due and self.on_policy and self._data is not None:
