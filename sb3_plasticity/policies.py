@@ -45,6 +45,7 @@ from stable_baselines3.sac.policies import SACPolicy
 from stable_baselines3.td3.policies import TD3Policy
 from torch import nn
 
+from sb3_plasticity.checks import check_bool, check_choice, check_fraction
 from sb3_plasticity.networks import MultiHeadSACPolicy, MultiHeadTD3Policy
 from sb3_plasticity.topology import MaskedLinear, erdos_renyi_densities, random_mask
 
@@ -128,13 +129,9 @@ class _Masking:
         )
 
     def _set_masking(self, initial_density: float, mask_distribution: str, dense_first_last: bool) -> None:
-        if isinstance(initial_density, bool) or not isinstance(initial_density, (int, float)) or not 0 < initial_density <= 1:
-            raise ValueError(f"initial_density must be in (0, 1], got {initial_density!r}")
-        if mask_distribution not in DISTRIBUTIONS:
-            raise ValueError(f"mask_distribution must be one of {DISTRIBUTIONS}, got {mask_distribution!r}")
-        self.initial_density = float(initial_density)
-        self.mask_distribution = mask_distribution
-        self.dense_first_last = bool(dense_first_last)
+        self.initial_density = check_fraction("initial_density", initial_density, allow_none=False)
+        self.mask_distribution = check_choice("mask_distribution", mask_distribution, DISTRIBUTIONS)
+        self.dense_first_last = check_bool("dense_first_last", dense_first_last)
 
     def _masking_kwargs(self) -> dict[str, Any]:
         return dict(

@@ -32,6 +32,7 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, create_
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
 
+from sb3_plasticity.checks import check_bool, check_positive_int
 from sb3_plasticity.networks import add_layer_norms
 from sb3_plasticity.neurons import NetworkPath, OrthogonalInit, Stage
 from sb3_plasticity.policies import _Masking
@@ -76,9 +77,8 @@ class DrQV2Encoder(BaseFeaturesExtractor):
                 f"DrQV2Encoder scales pixels as obs / 255 - 0.5 (DrQ-v2): the observation space must be uint8, got "
                 f"dtype {observation_space.dtype}"
             )
-        for name, value in (("n_filters", n_filters), ("n_layers", n_layers)):
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        n_filters = check_positive_int("n_filters", n_filters)
+        n_layers = check_positive_int("n_layers", n_layers)
         channels, height, width = observation_space.shape
         if min(height, width) < 2 * n_layers + 1:
             raise ValueError(
@@ -272,18 +272,14 @@ class DrQV2Policy(BasePolicy):
         )
         if net_arch is None:
             net_arch = [HIDDEN_DIM, HIDDEN_DIM]
-        if isinstance(feature_dim, bool) or not isinstance(feature_dim, int) or feature_dim <= 0:
-            raise ValueError(f"feature_dim must be a positive integer, got {feature_dim!r}")
-        if isinstance(n_critics, bool) or not isinstance(n_critics, int) or n_critics <= 0:
-            raise ValueError(f"n_critics must be a positive integer, got {n_critics!r}")
+        feature_dim = check_positive_int("feature_dim", feature_dim)
+        n_critics = check_positive_int("n_critics", n_critics)
         self.net_arch = net_arch
         self.actor_arch, self.critic_arch = get_actor_critic_arch(net_arch)
         self.feature_dim = feature_dim
         self.activation_fn = activation_fn
         self.n_critics = n_critics
-        if not isinstance(layer_norm, bool):
-            raise ValueError(f"layer_norm must be True or False, got {layer_norm!r}")
-        self.layer_norm = layer_norm
+        self.layer_norm = check_bool("layer_norm", layer_norm)
         self.action_dim = get_action_dim(action_space)
         # std of the exploration noise of predict(deterministic=False); DrQV2 sets it from its schedule
         self.exploration_std = 0.0
