@@ -166,6 +166,18 @@ ROWS: list[tuple[str, Callable[[], Any], type[Exception], tuple[str, ...]]] = [
         ValueError,
         ("mask_distribution", "'uniformly'", "erdos_renyi"),
     ),
+    (
+        "masked-td3-dense_first_last-1",
+        masked(MaskedTD3Policy, dense_first_last=1),
+        ValueError,
+        ("dense_first_last", "1", "True or False"),
+    ),
+    (
+        "erb-review_probability-2",
+        lambda: setattr(review_buffer(), "review_probability", 2),
+        ValueError,
+        ("review_probability", "2", "[0, 1]"),
+    ),
     # -- a method on an algorithm or policy it does not support --------------------------------------------
     (
         "sbp-on-td3",
