@@ -5,13 +5,20 @@ from __future__ import annotations
 
 import base64
 import copy
+import importlib
+import json
+import zipfile
 
+import cloudpickle
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch as th
 from helpers import Recorder
+from sb3_contrib import QRDQN, TQC, CrossQ
+from sb3_contrib.tqc.policies import TQCPolicy
 from stable_baselines3 import A2C, DQN, PPO, SAC, TD3
+from stable_baselines3.common.envs import FakeImageEnv
 from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.dqn.policies import DQNPolicy
@@ -19,19 +26,26 @@ from stable_baselines3.sac.policies import SACPolicy
 from stable_baselines3.td3.policies import TD3Policy
 from torch import nn
 
+import sb3_plasticity
 from sb3_plasticity import (
-    BroNetSACPolicy,
     BroNetTD3Policy,
+    DrQV2,
     DrQV2Policy,
     InjectableActorCriticPolicy,
+    InjectableBroNetSACPolicy,
+    InjectableBroNetTD3Policy,
     InjectableDQNPolicy,
     InjectableDrQV2Policy,
+    InjectableMultiHeadSACPolicy,
+    InjectableMultiHeadTD3Policy,
     InjectablePolicy,
     InjectableSACPolicy,
     InjectableTD3Policy,
     InjectedHead,
+    LayerNormDrQV2Policy,
+    MaskedTD3Policy,
     MultiHeadSACPolicy,
-    MultiHeadTD3Policy,
+    NotInjectablePolicyError,
     PlasticityInjectionCallback,
     PlasticityMonitorCallback,
     ReDoCallback,
@@ -227,7 +241,8 @@ def test_discovery_sees_injected_heads_as_consumers():
 
 @pytest.mark.parametrize("algo", [TD3, SAC])
 def test_bro_net_head_is_its_output_layer(algo, tmp_path):
-    model = algo(BroNetTD3Policy if algo is TD3 else BroNetSACPolicy, "Pendulum-v1", policy_kwargs=dict(width=16), seed=0)
+    policy = InjectableBroNetTD3Policy if algo is TD3 else InjectableBroNetSACPolicy
+    model = algo(policy, "Pendulum-v1", policy_kwargs=dict(width=16), buffer_size=100, seed=0)
     obs = th.as_tensor(np.stack([model.observation_space.sample() for _ in range(8)]))
     act = th.as_tensor(np.stack([model.action_space.sample() for _ in range(8)]))
     with th.no_grad():
@@ -248,7 +263,7 @@ def test_bro_net_head_is_its_output_layer(algo, tmp_path):
 @pytest.mark.parametrize("algo", [TD3, SAC])
 def test_multi_head_injects_every_task_head(algo):
     env = gym.make("sb3_plasticity/ContinualMuJoCo-v0")
-    policy = MultiHeadTD3Policy if algo is TD3 else MultiHeadSACPolicy
+    policy = InjectableMultiHeadTD3Policy if algo is TD3 else InjectableMultiHeadSACPolicy
     model = algo(policy, env, policy_kwargs=dict(net_arch=[16]), buffer_size=100, seed=0)
     obs = th.as_tensor(np.stack([env.observation_space.sample() for _ in range(16)])).float()
     with th.no_grad():
@@ -386,55 +401,229 @@ def test_bad_setup(algo, kwargs, match):
         model.learn(32, callback=callback)
 
 
-class InjectableBroNetTD3Policy(InjectablePolicy, BroNetTD3Policy):
-    pass
+# ----------------------------------------------------------------------------------------------------
+# Opt-in policy classes: one per family, each keeps its injected heads through save / load
+# ----------------------------------------------------------------------------------------------------
+CONTINUAL = "sb3_plasticity/ContinualMuJoCo-v0"
+IMAGE = "image"  # a tiny FakeImageEnv for DrQ-v2
+DRQ = dict(net_arch=[16, 8], feature_dim=8, features_extractor_kwargs=dict(n_filters=4))
+Q5 = dict(net_arch=[16, 8], n_quantiles=5)
+# (injectable class, the cheapest algorithm of its family, env, policy_kwargs)
+FAMILIES = [
+    ("InjectableTD3Policy", TD3, "Pendulum-v1", ARCH),
+    ("InjectableSACPolicy", SAC, "Pendulum-v1", ARCH),
+    ("InjectableActorCriticPolicy", A2C, "CartPole-v1", ARCH),
+    ("InjectableDQNPolicy", DQN, "CartPole-v1", ARCH),
+    ("InjectableLayerNormTD3Policy", TD3, "Pendulum-v1", ARCH),
+    ("InjectableLayerNormSACPolicy", SAC, "Pendulum-v1", ARCH),
+    ("InjectableLayerNormActorCriticPolicy", A2C, "CartPole-v1", ARCH),
+    ("InjectableBroNetTD3Policy", TD3, "Pendulum-v1", dict(width=16)),
+    ("InjectableBroNetSACPolicy", SAC, "Pendulum-v1", dict(width=16)),
+    ("InjectableMultiHeadTD3Policy", TD3, CONTINUAL, dict(net_arch=[16])),
+    ("InjectableMultiHeadSACPolicy", SAC, CONTINUAL, dict(net_arch=[16])),
+    ("InjectableResNetSACPolicy", SAC, "Pendulum-v1", dict(width=16)),
+    ("InjectableDrQV2Policy", DrQV2, IMAGE, DRQ),
+    ("InjectableLayerNormDrQV2Policy", DrQV2, IMAGE, DRQ),
+    ("InjectableTQCPolicy", TQC, "Pendulum-v1", Q5),
+    ("InjectableCrossQPolicy", CrossQ, "Pendulum-v1", ARCH),
+    ("InjectableQRDQNPolicy", QRDQN, "CartPole-v1", Q5),
+]
 
 
-def test_opt_in_policy_keeps_its_class_and_loads_without_warning(tmp_path, recwarn):
-    model = TD3(InjectableBroNetTD3Policy, "Pendulum-v1", policy_kwargs=dict(width=16), seed=0, device="cpu")
-    obs, act = observations(model, 8)
-    inject_heads(model, "critic")
-    assert type(model.policy) is InjectableBroNetTD3Policy and model.policy_class is InjectableBroNetTD3Policy
-    with th.no_grad():
-        before = th.cat(model.critic(obs, act), dim=1)
-    model.save(tmp_path / "bro")
-    loaded = TD3.load(tmp_path / "bro", device="cpu")
-    assert type(loaded.policy) is InjectableBroNetTD3Policy and isinstance(loaded.critic.qf1.head, InjectedHead)
-    with th.no_grad():
-        assert th.equal(th.cat(loaded.critic(obs, act), dim=1), before)
+def _env(env_id: str) -> gym.Env:
+    if env_id == IMAGE:
+        return FakeImageEnv(screen_height=24, screen_width=24, n_channels=3, discrete=False, channel_first=True)
+    return gym.make(env_id)
+
+
+def _batch(model, n: int = 16) -> tuple[th.Tensor, th.Tensor]:
+    """Observations and actions sampled from the spaces (seeded): the inputs every network is compared on."""
+    model.observation_space.seed(1)
+    model.action_space.seed(1)
+    obs = np.stack([model.observation_space.sample() for _ in range(n)])
+    act = np.stack([model.action_space.sample() for _ in range(n)]).reshape(n, -1)
+    return model.policy.obs_to_tensor(obs)[0], th.as_tensor(act, dtype=th.float32)
+
+
+def _all_outputs(model, obs: th.Tensor, act: th.Tensor) -> dict[str, list[th.Tensor]]:
+    """The outputs of every network with a head and of its target twin."""
+    policy = model.policy
+    adapter = adapter_for(policy)
+    names = injection.head_networks(policy)
+    names += [t for n in names if (t := adapter.targets(policy).get(n)) is not None]
+    return {n: injection._network_outputs(policy, n, obs, act) for n in names}
+
+
+@pytest.mark.parametrize("name, algo, env_id, policy_kwargs", FAMILIES, ids=[f[0] for f in FAMILIES])
+def test_each_injectable_class_round_trips_save_load(name, algo, env_id, policy_kwargs, tmp_path, recwarn):
+    cls = getattr(sb3_plasticity, name)  # the contrib ones load lazily
+    kwargs = dict(n_steps=8) if algo is A2C else dict(learning_starts=10, buffer_size=100, batch_size=8)
+    model = algo(cls, _env(env_id), policy_kwargs=dict(policy_kwargs), seed=0, device="cpu", **kwargs)
+    # inject at step 16, then train the new heads (and give Adam state to save) until step 32
+    model.learn(32, callback=PlasticityInjectionCallback(inject_at=16))
+    injected = injected_networks(model.policy)
+    assert type(model.policy) is cls and model.policy_class is cls
+    assert injected == dict.fromkeys(injection.head_networks(model.policy), 1)
+    model.save(tmp_path / "model")
+    loaded = algo.load(tmp_path / "model", device="cpu")
+    assert type(loaded.policy) is cls and injected_networks(loaded.policy) == injected
+    assert len(heads(loaded.policy)) == len(heads(model.policy)) > 0
+    obs, act = _batch(model)
+    before, after = _all_outputs(model, obs, act), _all_outputs(loaded, obs, act)
+    assert before.keys() == after.keys()
+    for network, outs in before.items():
+        for a, b in zip(outs, after[network], strict=True):
+            assert th.equal(a, b), network
+    # the optimizers were rebuilt with the same parameter layout and carry the same Adam state
+    optimizers = adapter_for(model).optimizers(model.policy), adapter_for(loaded).optimizers(loaded.policy)
+    for opt, opt_loaded in zip(*optimizers, strict=True):
+        state, state_loaded = opt.state_dict(), opt_loaded.state_dict()
+        assert state["param_groups"] == state_loaded["param_groups"]
+        assert state["state"].keys() == state_loaded["state"].keys()
     assert not [w for w in recwarn if issubclass(w.category, FutureWarning)]
 
 
-def test_policy_that_did_not_opt_in_gets_a_generated_class_with_a_warning(tmp_path):
-    model = TD3(BroNetTD3Policy, "Pendulum-v1", policy_kwargs=dict(width=16), seed=0, device="cpu")
-    with pytest.warns(FutureWarning, match=r"BroNetTD3Policy is not an InjectablePolicy.*InjectableBroNetTD3Policy"):
-        inject_heads(model, "critic")
-    cls = type(model.policy)
-    assert issubclass(cls, InjectablePolicy) and issubclass(cls, BroNetTD3Policy) and cls.__name__ == "BroNetTD3Policy"
-    model.save(tmp_path / "bro")
-    # a fresh process has not generated the class yet: load finds it again from its name
-    injectable_policies._GENERATED.clear()
-    loaded = TD3.load(tmp_path / "bro", device="cpu")
-    assert type(loaded.policy).__qualname__ == cls.__qualname__ and isinstance(loaded.critic.qf0.head, InjectedHead)
-
-
-def test_models_saved_with_generated_classes_still_load():
-    # how every injected policy was saved before the opt-in classes: sb3_plasticity.methods.injection.InjectionPolicy_
-    # followed by the base32 of "<module>:<qualname>" of the base class
-    name = "InjectionPolicy_" + base64.b32encode(b"stable_baselines3.td3.policies:TD3Policy").decode().rstrip("=")
-    assert getattr(injection, name) is InjectableTD3Policy
-    name = "InjectionPolicy_" + base64.b32encode(b"sb3_plasticity.networks:BroNetSACPolicy").decode().rstrip("=")
-    cls = getattr(injection, name)
-    assert issubclass(cls, InjectablePolicy) and issubclass(cls, BroNetSACPolicy) and cls.__module__ == injection.__name__
-    with pytest.raises(AttributeError):
-        injection.NoSuchName  # noqa: B018
-
-
-def test_injectable_class_of_each_built_in_policy():
+def test_policies_built_from_a_string_name_take_their_injectable_class():
     expected = {TD3Policy: InjectableTD3Policy, SACPolicy: InjectableSACPolicy, DQNPolicy: InjectableDQNPolicy,
-                ActorCriticPolicy: InjectableActorCriticPolicy, DrQV2Policy: InjectableDrQV2Policy}  # fmt: skip
+                ActorCriticPolicy: InjectableActorCriticPolicy, DrQV2Policy: InjectableDrQV2Policy,
+                LayerNormDrQV2Policy: sb3_plasticity.InjectableLayerNormDrQV2Policy,
+                TQCPolicy: sb3_plasticity.InjectableTQCPolicy}  # fmt: skip
     for base, cls in expected.items():
         assert injectable_policies.injectable_class(base) is cls and injectable_policies.injectable_class(cls) is cls
+    # every string name of every algorithm whose policies inject (DrQ-v2's masked policy is NE's: not automatic)
+    for algo in (TD3, SAC, PPO, A2C, DQN, TQC, CrossQ, QRDQN, DrQV2):
+        for alias, policy_cls in algo.policy_aliases.items():
+            if alias == "MaskedDrQV2Policy":
+                continue
+            cls = injectable_policies.injectable_class(policy_cls)
+            assert issubclass(cls, InjectablePolicy) and cls.__bases__[1] in policy_cls.__mro__, (algo, alias)
+
+
+def test_cnn_and_multi_input_aliases_only_change_constructor_defaults():
+    # why they may take the injectable class of the policy they derive from: save stores every constructor argument
+    checked = 0
+    for key, target in injectable_policies.AUTOMATIC.items():
+        module, qualname = key.split(":")
+        alias = getattr(importlib.import_module(module), qualname)
+        injectable = injectable_policies._resolve(target)
+        if injectable.__bases__[1] is alias:
+            continue
+        assert alias.__bases__ == (injectable.__bases__[1],), key
+        assert {k for k in vars(alias) if not k.startswith("__")} <= {"_abc_impl"}, key  # only __init__ defined
+        checked += 1
+    assert checked == 12  # CnnPolicy and MultiInputPolicy of TD3, SAC, PPO/A2C, DQN, TQC and QR-DQN
+
+
+class MyTD3Policy(TD3Policy):
+    pass
+
+
+class InjectableMyTD3Policy(InjectablePolicy, MyTD3Policy):
+    pass
+
+
+@pytest.mark.parametrize(
+    "policy, message",
+    [
+        (BroNetTD3Policy, r"Pass sb3_plasticity\.InjectableBroNetTD3Policy as the policy instead of BroNetTD3Policy\."),
+        (MultiHeadSACPolicy, r"Pass sb3_plasticity\.InjectableMultiHeadSACPolicy as the policy"),
+        (MyTD3Policy, r"Define `class InjectableMyTD3Policy\(sb3_plasticity\.InjectablePolicy, MyTD3Policy\): pass`"),
+        (MaskedTD3Policy, r"Define `class InjectableMaskedTD3Policy\(sb3_plasticity\.InjectablePolicy, MaskedTD3Policy\)"),
+    ],
+)
+def test_policy_that_did_not_opt_in_is_refused_before_any_change(policy, message):
+    algo = SAC if policy is MultiHeadSACPolicy else TD3
+    env = gym.make(CONTINUAL) if policy is MultiHeadSACPolicy else "Pendulum-v1"
+    kwargs = dict(width=16) if policy is BroNetTD3Policy else dict(net_arch=[16, 8])
+    model = algo(policy, env, policy_kwargs=kwargs, buffer_size=100, seed=0, device="cpu")
+    with pytest.raises(NotInjectablePolicyError, match=message):
+        model.learn(32, callback=PlasticityInjectionCallback(inject_at=10))
+    assert model.num_timesteps == 0  # refused at learn() start
+    with pytest.raises(NotInjectablePolicyError, match="it is not an InjectablePolicy"):
+        inject_heads(model, "critic")
+    assert type(model.policy) is policy and not heads(model.policy) and injected_networks(model.policy) == {}
+
+
+def test_a_policy_made_injectable_by_the_recipe_loads(tmp_path):
+    model = TD3(InjectableMyTD3Policy, "Pendulum-v1", policy_kwargs=dict(ARCH), buffer_size=100, seed=0, device="cpu")
+    obs, act = observations(model, 8)
+    inject_heads(model, "critic")
+    assert type(model.policy) is InjectableMyTD3Policy and model.policy_class is InjectableMyTD3Policy
+    with th.no_grad():
+        before = th.cat(model.critic(obs, act), dim=1)
+    model.save(tmp_path / "mine")
+    loaded = TD3.load(tmp_path / "mine", device="cpu")
+    assert type(loaded.policy) is InjectableMyTD3Policy and isinstance(loaded.critic.qf1[4], InjectedHead)
+    with th.no_grad():
+        assert th.equal(th.cat(loaded.critic(obs, act), dim=1), before)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Models saved before the opt-in classes (with a generated class)
+# ----------------------------------------------------------------------------------------------------
+def _old_name(base_key: str) -> str:
+    # how a generated class was named: sb3_plasticity.methods.injection.InjectionPolicy_<base32 of "module:qualname">
+    return "InjectionPolicy_" + base64.b32encode(base_key.encode()).decode().rstrip("=")
+
+
+def _save_as_before_opt_in(path, base_key: str, monkeypatch) -> bytes:
+    """Rewrite the policy class of a saved model as it was pickled when the class was generated: a reference to
+    ``sb3_plasticity.methods.injection.InjectionPolicy_<...>``; returns the pickle."""
+    name = _old_name(base_key)
+    generated = type(name, (), {"__module__": injection.__name__, "__qualname__": name})
+    with monkeypatch.context() as m:
+        m.setattr(injection, name, generated, raising=False)  # pickle stores a class its module has by reference
+        pickled = cloudpickle.dumps(generated)
+    with zipfile.ZipFile(path) as archive:
+        files = {n: archive.read(n) for n in archive.namelist()}
+    data = json.loads(files["data"])
+    data["policy_class"] = {":type:": "<class 'abc.ABCMeta'>", ":serialized:": base64.b64encode(pickled).decode()}
+    files["data"] = json.dumps(data).encode()
+    with zipfile.ZipFile(path, "w") as archive:
+        for n, content in files.items():
+            archive.writestr(n, content)
+    return pickled
+
+
+@pytest.mark.parametrize(
+    "policy, base_key",
+    [
+        ("MlpPolicy", "stable_baselines3.td3.policies:TD3Policy"),
+        (InjectableBroNetTD3Policy, "sb3_plasticity.networks:BroNetTD3Policy"),
+    ],
+)
+def test_models_saved_with_a_generated_class_still_load(policy, base_key, tmp_path, monkeypatch):
+    kwargs = dict(width=16) if policy is InjectableBroNetTD3Policy else dict(ARCH)
+    model = TD3(policy, "Pendulum-v1", policy_kwargs=kwargs, buffer_size=100, seed=0, device="cpu")
+    inject_heads(model, "critic")
+    model.save(tmp_path / "old.zip")
+    pickled = _save_as_before_opt_in(tmp_path / "old.zip", base_key, monkeypatch)
+    assert _old_name(base_key).encode() in pickled and b"sb3_plasticity.methods.injection" in pickled
+    loaded = TD3.load(tmp_path / "old.zip", device="cpu")
+    assert type(loaded.policy) is type(model.policy) and injected_networks(loaded.policy) == {"critic": 1}
+    obs, act = observations(model, 8)
+    with th.no_grad():
+        assert th.equal(th.cat(loaded.critic(obs, act), dim=1), th.cat(model.critic(obs, act), dim=1))
+
+
+def test_old_generated_names_are_an_explicit_table():
+    for base_key in {**injectable_policies.AUTOMATIC, **injectable_policies.NAMED}:
+        assert _old_name(base_key) in injectable_policies.LEGACY
+        cls = getattr(injection, _old_name(base_key))
+        module, qualname = base_key.split(":")
+        base = getattr(importlib.import_module(module), qualname)
+        if base_key in injectable_policies.NAMED:
+            assert cls.__bases__ == (InjectablePolicy, base), base_key
+        else:
+            assert cls is injectable_policies.injectable_class(base), base_key
+    old_crossq = _old_name("sb3_contrib.crossq.policies:CrossQPolicy")
+    assert getattr(injection, old_crossq) is sb3_plasticity.InjectableCrossQPolicy
+    # a generated class of a user's own policy is not in the table: the error says how to load such a model
+    with pytest.raises(AttributeError, match=r"\(my_module:MyPolicy\).*custom_objects=\{'policy_class'"):
+        getattr(injection, _old_name("my_module:MyPolicy"))
+    with pytest.raises(AttributeError, match="has no attribute 'NoSuchName'"):
+        injection.NoSuchName  # noqa: B018
+    assert not hasattr(injection, "injectable_policy_class")  # the deprecated generator is gone
 
 
 class _UnknownPolicy(nn.Module):

@@ -13,7 +13,9 @@ At an injection step, for each network (and its target twin):
 :func:`inject_heads` does it now; :class:`PlasticityInjectionCallback` does it at the chosen steps. The structural
 parts (the head module, where each network's head is, fresh heads, optimizer entries) are in
 :mod:`sb3_plasticity.injected_heads`; ``save`` / ``load`` keep the injected heads through the opt-in policy classes
-of :mod:`sb3_plasticity.injectable_policies` (``InjectableTD3Policy``, ... or the ``InjectablePolicy`` mixin).
+of :mod:`sb3_plasticity.injectable_policies` (``InjectableTD3Policy``, ... or the ``InjectablePolicy`` mixin); a
+policy built from a string name (``"MlpPolicy"``, ...) takes its injectable class at the first injection, any other
+class is refused with an error that names the class to pass.
 """
 
 from __future__ import annotations
@@ -54,7 +56,6 @@ __all__ = [
     "PlasticityInjectionCallback",
     "head_networks",
     "inject_heads",
-    "injectable_policy_class",
     "injected_networks",
 ]
 
@@ -64,18 +65,21 @@ def inject_heads(model: Any, network: str, head_layers: int = 1) -> int:
     added. :class:`PlasticityInjectionCallback` calls it at its injection steps.
 
     Changes the policy in place (see the module docstring) and records the injection in
-    ``policy.plasticity_injection``. A policy that did not opt in (:class:`~sb3_plasticity.InjectablePolicy`) takes
-    its injectable class (:func:`~sb3_plasticity.injectable_policies.injectable_class`). Given an algorithm, its
-    ``policy_class`` and ``policy_kwargs`` are updated too, so ``model.save`` / ``load`` keep the injected heads.
+    ``policy.plasticity_injection``. The policy must be an :class:`~sb3_plasticity.InjectablePolicy`, or built from
+    a string name such as ``"MlpPolicy"`` (it then takes its injectable class); see
+    :func:`~sb3_plasticity.injectable_policies.injectable_class`. Given an algorithm, its ``policy_class`` and
+    ``policy_kwargs`` are updated too, so ``model.save`` / ``load`` keep the injected heads.
 
     :param model: a TD3/DDPG, SAC, PPO/A2C, DQN, TQC, CrossQ, QR-DQN or DrQ-v2 algorithm, or its policy.
-    :param network: ``actor`` or ``critic`` (TD3, DDPG, SAC, DrQ-v2), ``policy`` or ``value`` (PPO, A2C), ``q_net``
-        (DQN); :func:`head_networks` lists them.
+    :param network: ``actor`` or ``critic`` (TD3, DDPG, SAC, TQC, CrossQ, DrQ-v2), ``policy`` or ``value`` (PPO,
+        A2C), ``q_net`` (DQN), ``quantile_net`` (QR-DQN); :func:`head_networks` lists them.
     :param head_layers: how many of the last Linear/Conv layers form the head (default 1, the output layer).
+    :raises NotInjectablePolicyError: before any change, for a policy class that cannot keep injected heads.
     """
     policy = getattr(model, "policy", model)
     if network not in head_networks(policy):
         raise ValueError(f"network={network!r} has no injectable head; choose among {head_networks(policy)!r}")
+    injectable = _injectable_class(policy)
     check_positive_int("head_layers", head_layers)
     routes = head_routes(policy, network, head_layers)
     target = adapter_for(policy).targets(policy).get(network)
@@ -107,17 +111,22 @@ def inject_heads(model: Any, network: str, head_layers: int = 1) -> int:
             t_path[t_last].set(InjectedHead(t_old, detached_copy(new), detached_copy(new_copy), inits, head_layers))
     # 4. h_new trains in h_old's place
     swap_in_optimizers(policy, network, old_params, new_params)
-    _record(model, policy, network, head_layers)
+    _record(model, policy, injectable, network, head_layers)
     return sum(p.numel() for p in new_params)
 
 
-def _record(model: Any, policy: nn.Module, network: str, head_layers: int) -> None:
-    """Record the injection in the policy (and the algorithm's ``policy_kwargs``), which ``save`` / ``load`` use."""
+def _injectable_class(policy: nn.Module) -> type:
+    """The class ``policy`` takes at injection (its own when it opted in); raises a clear error if it has none."""
     from sb3_plasticity.injectable_policies import injectable_class  # the policy layer, above the methods
 
+    return injectable_class(type(policy))
+
+
+def _record(model: Any, policy: nn.Module, injectable: type, network: str, head_layers: int) -> None:
+    """Record the injection in the policy (and the algorithm's ``policy_kwargs``), which ``save`` / ``load`` use."""
     spec = dict(getattr(policy, SPEC_KWARG, None) or {})
     spec["injections"] = [*spec.get("injections", []), {"network": network, "head_layers": head_layers}]
-    policy.__class__ = injectable_class(type(policy))
+    policy.__class__ = injectable
     policy.plasticity_injection = spec
     if model is not policy:
         # what model.save stores and load rebuilds the policy from
@@ -125,16 +134,11 @@ def _record(model: Any, policy: nn.Module, network: str, head_layers: int) -> No
         model.policy_kwargs = {**model.policy_kwargs, SPEC_KWARG: copy.deepcopy(spec)}
 
 
-def injectable_policy_class(base: type) -> type:
-    """Deprecated name of :func:`sb3_plasticity.injectable_policies.injectable_class`."""
-    from sb3_plasticity.injectable_policies import injectable_class
-
-    return injectable_class(base)
-
-
 def __getattr__(name: str) -> Any:
-    # Deprecated: a model saved with a generated injectable policy class (``InjectionPolicy_<...>``, this module) is
-    # loaded in a process that has not created the class yet (see sb3_plasticity.injectable_policies).
+    # Only the names of an explicit table (sb3_plasticity.injectable_policies.LEGACY): models saved before the opt-in
+    # policy classes stored their policy as a class generated here, InjectionPolicy_<...>, which pickle looks up in
+    # this module. Resolved on access because the table's classes sit above this module (and sb3-contrib's are
+    # imported only when used).
     if not name.startswith("InjectionPolicy_"):
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     from sb3_plasticity.injectable_policies import legacy_class
@@ -196,8 +200,12 @@ class PlasticityInjectionCallback(PlasticityCallback):
     heads. The heads of target networks follow (TD3/DDPG's ``actor_target`` and ``critic_target``, SAC's
     ``critic_target``). Each injection happens once per model: the count is kept in ``model.plasticity_state``
     and the structure in the policy, so ``model.save`` / ``TD3.load`` (and SAC, PPO, ...) restore the injected
-    model and a resumed ``learn`` does not inject again. Other plasticity callbacks of the same ``learn()`` are
-    re-initialised right after an injection (their saved state kept), so they see the new heads.
+    model and a resumed ``learn`` does not inject again. For that the policy class must be able to rebuild the
+    injected heads: an :class:`~sb3_plasticity.InjectablePolicy` (``InjectableBroNetTD3Policy``, ...), or a policy
+    built from a string name (``"MlpPolicy"``, ...), which takes its injectable class at the first injection; any
+    other class is refused at ``learn()`` start (:class:`~sb3_plasticity.NotInjectablePolicyError`, naming the class
+    to pass). Other plasticity callbacks of the same ``learn()`` are re-initialised right after an injection (their
+    saved state kept), so they see the new heads.
 
     What is "the head" (``head_layers=k``): the last ``k`` Linear layers of each route through the network, with
     the activations between them. TD3/DDPG actor: the output layer of ``actor.mu`` (before its Tanh); critics
@@ -255,6 +263,7 @@ class PlasticityInjectionCallback(PlasticityCallback):
     def _setup(self) -> None:
         policy = self.model.policy
         heads = head_networks(policy)
+        _injectable_class(policy)  # a policy that could not be saved with its injected heads is refused before training
         wrong = [n for n in self.injection_networks if n not in heads]
         if wrong:
             raise ValueError(
