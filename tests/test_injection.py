@@ -606,6 +606,17 @@ def test_models_saved_with_a_generated_class_still_load(policy, base_key, tmp_pa
         assert th.equal(th.cat(loaded.critic(obs, act), dim=1), th.cat(model.critic(obs, act), dim=1))
 
 
+def test_a_model_saved_with_a_generated_class_of_a_users_policy_loads_with_custom_objects(tmp_path, monkeypatch):
+    model = TD3(InjectableMyTD3Policy, "Pendulum-v1", policy_kwargs=dict(ARCH), buffer_size=100, seed=0, device="cpu")
+    inject_heads(model, "actor")
+    model.save(tmp_path / "old.zip")
+    _save_as_before_opt_in(tmp_path / "old.zip", f"{__name__}:MyTD3Policy", monkeypatch)
+    with pytest.warns(UserWarning, match="custom_objects"), pytest.raises(KeyError):
+        TD3.load(tmp_path / "old.zip", device="cpu")  # SB3 cannot unpickle the class, says so, then misses it
+    loaded = TD3.load(tmp_path / "old.zip", device="cpu", custom_objects={"policy_class": InjectableMyTD3Policy})
+    assert type(loaded.policy) is InjectableMyTD3Policy and isinstance(loaded.actor.mu[4], InjectedHead)
+
+
 def test_old_generated_names_are_an_explicit_table():
     for base_key in {**injectable_policies.AUTOMATIC, **injectable_policies.NAMED}:
         assert _old_name(base_key) in injectable_policies.LEGACY
