@@ -40,7 +40,9 @@ SAC policy whose actor reads its features through a ``trunk`` Sequential::
             # routes after the actor's features extractor: (name inside the actor, module)
             return [[("trunk", actor.trunk), ("mu", actor.mu)], [("trunk", actor.trunk), ("log_std", actor.log_std)]]
 
-Every method (monitor, ReDo, ReGraMa, Reset, S&P, CBP, SBP, injection, NE) then works on it as on SAC.
+Every method (monitor, ReDo, ReGraMa, Reset, S&P, CBP, SBP, injection, NE) then works on it as on SAC. Plasticity
+injection also needs the policy to opt in, so that a saved model reloads its injected heads:
+``class InjectableMyPolicy(InjectablePolicy, MyPolicy): pass``.
 """
 
 from __future__ import annotations

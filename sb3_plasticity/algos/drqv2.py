@@ -59,6 +59,7 @@ from sb3_plasticity.algos.drqv2_policies import (
 )
 from sb3_plasticity.augmentation import RandomShiftMixin, random_shift
 from sb3_plasticity.buffers import ExperienceReviewBuffer
+from sb3_plasticity.checks import check_int, check_nonnegative, check_positive_int
 
 __all__ = ["DrQV2", "NStepExperienceReviewBuffer", "StdSchedule", "noisy_action"]
 
@@ -261,12 +262,9 @@ class DrQV2(OffPolicyAlgorithm):
             supported_action_spaces=(spaces.Box,),
             support_multi_env=True,
         )
-        if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1:
-            raise ValueError(f"n_steps must be a positive integer, got {n_steps!r}")
-        if isinstance(augmentation_pad, bool) or not isinstance(augmentation_pad, int) or augmentation_pad < 0:
-            raise ValueError(f"augmentation_pad must be a non-negative integer (pixels), got {augmentation_pad!r}")
-        if isinstance(std_clip, bool) or not isinstance(std_clip, (int, float)) or not std_clip >= 0:
-            raise ValueError(f"std_clip must be a number >= 0, got {std_clip!r}")
+        check_positive_int("n_steps", n_steps)
+        check_int("augmentation_pad", augmentation_pad, 0)
+        check_nonnegative("std_clip", std_clip)
         self.std_schedule = std_schedule
         self.std_clip = float(std_clip)
         self.augmentation_pad = augmentation_pad
