@@ -6,8 +6,8 @@ from collections.abc import Sequence
 
 from sb3_plasticity.analysis.scores import NeuronScores, scores_from_records
 from sb3_plasticity.capture import Capture
-from sb3_plasticity.checks import check_positive_int
 from sb3_plasticity.methods.base import PlasticityCallback
+from sb3_plasticity.schedule import EveryN
 
 __all__ = ["TrainingPassAnalysisCallback"]
 
@@ -19,6 +19,10 @@ class TrainingPassAnalysisCallback(PlasticityCallback):
     minibatch), then calls :meth:`analyse` with every group's ReDo and GraMa scores and writes the logs at once.
     Nothing changes the model, and no hook stays between events.
 
+    The events are due at the multiples of ``freq`` (:class:`~sb3_plasticity.schedule.EveryN`): the capture is armed
+    at the first step at or after each multiple and the analysis runs when the next training pass has completed it (an
+    off-policy model before ``learning_starts`` has none: its first analysis follows the first update).
+
     :param freq: env steps between analyses.
     :param networks: trainable networks to analyse (default: all; target networks get no gradient).
     :param verbose: 0 or 1.
@@ -28,9 +32,9 @@ class TrainingPassAnalysisCallback(PlasticityCallback):
 
     def __init__(self, freq: int, networks: str | Sequence[str] | None = None, verbose: int = 0) -> None:
         super().__init__(networks, verbose)
-        self.freq = check_positive_int("freq", freq, unit="env steps")
+        self.event_schedule = EveryN(freq)
+        self.freq = self.event_schedule.freq
         self.capture: Capture | None = None
-        self._next_event = 0
         self.n_events = 0
 
     def analyse(self, scores: list[NeuronScores]) -> None:
@@ -41,13 +45,13 @@ class TrainingPassAnalysisCallback(PlasticityCallback):
         if self.capture is not None:
             self.capture.disarm()
         self.capture = Capture(self.neurons, self.neurons.select(self.network_names, targets=False), gradients=True)
-        self._next_event = (self.model.num_timesteps // self.freq + 1) * self.freq
+        self.event_schedule.start(self.model.num_timesteps)
 
     def _on_step(self) -> bool:
         self._poll()
-        if not self.capture.armed and self.num_timesteps >= self._next_event:
+        # an armed capture waits for its training pass: the next event is not taken before that one is done
+        if not self.capture.armed and self.event_schedule.poll(self.num_timesteps):
             self.capture.arm()
-            self._next_event = (self.num_timesteps // self.freq + 1) * self.freq
         return True
 
     def _on_rollout_start(self) -> None:

@@ -37,6 +37,7 @@ from sb3_plasticity.experiments.files import (
     checkpoint_steps,
     write_json,
 )
+from sb3_plasticity.schedule import EveryN
 
 
 def _plain(value: Any) -> Any:
@@ -53,17 +54,28 @@ def _plain(value: Any) -> Any:
 
 
 class RunCallback(BaseCallback):
-    """Writes ``progress.json`` and the periodic checkpoint at the start of a rollout (after the last update)."""
+    """Writes ``progress.json`` and the periodic checkpoint at the start of a rollout (after the last update).
+
+    The checkpoints are due at the multiples of ``checkpoint_freq`` (:class:`~sb3_plasticity.schedule.EveryN`): one at
+    the first rollout start at or after each multiple, none at or after ``target``; a resumed ``learn()`` continues at
+    the first multiple after its start step.
+
+    :param run_dir: the run's folder.
+    :param env_name: the env id (the checkpoint's VecNormalize file is named after it).
+    :param target: the run's total env steps.
+    :param checkpoint_freq: env steps between checkpoints (a positive integer).
+    :param progress_every_s: seconds between writes of ``progress.json`` (default 2).
+    """
 
     def __init__(self, run_dir: Path, env_name: str, target: int, checkpoint_freq: int, progress_every_s: float = 2.0):
         super().__init__()
         self.run_dir, self.env_name, self.target, self.checkpoint_freq = run_dir, env_name, target, checkpoint_freq
         self.progress_every_s = progress_every_s
         self._last_write = 0.0
-        self._next_checkpoint = 0
+        self.checkpoints = EveryN(checkpoint_freq, name="checkpoint_freq")
 
     def _on_training_start(self) -> None:
-        self._next_checkpoint = (self.num_timesteps // self.checkpoint_freq + 1) * self.checkpoint_freq
+        self.checkpoints.start(self.num_timesteps)
         self._progress(force=True)
 
     def _progress(self, force: bool = False) -> None:
@@ -76,9 +88,8 @@ class RunCallback(BaseCallback):
             )
 
     def _on_rollout_start(self) -> None:
-        if self.num_timesteps >= self._next_checkpoint and self.num_timesteps < self.target:
+        if self.num_timesteps < self.target and self.checkpoints.poll(self.num_timesteps):
             save_checkpoint(self.model, self.run_dir, self.env_name)
-            self._next_checkpoint = (self.num_timesteps // self.checkpoint_freq + 1) * self.checkpoint_freq
 
     def _on_step(self) -> bool:
         self._progress()
