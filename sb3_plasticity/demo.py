@@ -117,7 +117,8 @@ def main(argv: list[str] | None = None) -> str:
         density = ", ".join(f"{net} {method.density(net):.2f}" for net in method.masked)
         print(
             f"{type(method).__name__}: {method.n_events} events, {method.total_grown} connections grown, "
-            f"{method.total_pruned} pruned; density now {density} (plasticity/<network>/density, plasticity/{method.method}/...)"
+            f"{method.total_pruned} pruned; density now {density} "
+            f"(plasticity/<network>/density, plasticity/{method.method}/...)"
         )
     elif method is not None:
         tags = f"plasticity/{method.method}/..."

@@ -180,8 +180,9 @@ def test_ne_drq_zoo_run(tmp_path):
     for net in ("actor", "critic"):
         density = [v for _, v in scalars[f"plasticity/{net}/density"]]
         assert density[0] == pytest.approx(0.25, abs=0.01) and density[-1] > density[0]
-    assert len(scalars["plasticity/neuroplastic_expansion/grown"]) >= 2 and "plasticity/neuroplastic_expansion/epsilon" in scalars
-    assert "plasticity/neuroplastic_expansion/critic/grow_rate" in scalars and "plasticity/neuroplastic_expansion/grow_rate" not in scalars
+    ne = "plasticity/neuroplastic_expansion"
+    assert len(scalars[f"{ne}/grown"]) >= 2 and f"{ne}/epsilon" in scalars
+    assert f"{ne}/critic/grow_rate" in scalars and f"{ne}/grow_rate" not in scalars
 
 
 NE_CONTINUAL = ZOO / "ne_td3_continual.py"
