@@ -42,16 +42,37 @@ _EXCLUDE = ("stdout", "log")
 # Which callback changes the neurons of which network (per model and learn() call) lives in the model's
 # PlasticityState (sb3_plasticity.hooks), on its policy.
 
-# The package's callbacks running in a learn(), by the model's policy and replay buffer: a masked policy or an
-# experience review buffer does not know the model or its callbacks, and asks here at first use whether a callback
-# drives it (see active_callbacks).
+# The package's callbacks running in a learn(), by the model's policy and replay buffer (see active_callbacks for
+# why this stays a module-level weak map rather than moving into the per-model PlasticityState).
 _ACTIVE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def active_callbacks(obj: Any) -> list[PlasticityCallback]:
     """The package's callbacks of the running ``learn()`` (those between their ``_init_callback`` and
-    ``on_training_end``) whose model has ``obj`` as its policy or replay buffer."""
-    callbacks = _ACTIVE.get(obj)
+    ``on_training_end``) whose model has ``obj`` as its policy or replay buffer.
+
+    A masked policy (:class:`~sb3_plasticity.MaskedTD3Policy` and its siblings) and an
+    :class:`~sb3_plasticity.ExperienceReviewBuffer` do not know their model or its callbacks; they ask here, at their
+    first use in training, whether a Neuroplastic Expansion callback drives them, and warn when none does.
+
+    Why a module-level weak map (keyed by the policy or buffer object, holding the callbacks weakly) and not the
+    model's :class:`~sb3_plasticity.hooks.PlasticityState`, which keeps the other run-time wiring per model: the
+    policy could find that state (it lives on the policy), but the replay buffer cannot reach its model, and nothing
+    on the buffer can point there without going into the buffer's pickle. SB3's ``save_replay_buffer`` pickles the
+    buffer object whole (``pickle.dump``; ``ReplayBuffer`` and ``DictReplayBuffer`` define no ``__getstate__``,
+    ``HerReplayBuffer``'s drops only its env), and ``CheckpointCallback(save_replay_buffer=True)`` and the experiment
+    worker's checkpoints call it in the middle of a ``learn()``. A reference to the model would write the model
+    (policy, optimizers, env) into every buffer file, and could fail on an env that does not pickle; a holder that
+    pickles empty (as ``PlasticityState`` does) would still write a reference to this package into the file, so that
+    a plain SB3 buffer saved while one of the package's callbacks runs could no longer be loaded without the package.
+    The weak map leaves the policy and buffer untouched (their pickles are those of plain SB3 objects), needs no
+    clean-up (an entry goes with its object, a callback with its last reference) and answers for exactly the
+    callbacks between ``_init_callback`` and ``on_training_end``.
+    """
+    try:
+        callbacks = _ACTIVE.get(obj)
+    except TypeError:  # an object without weak references (no policy or buffer): driven by nothing
+        return []
     return [] if callbacks is None else list(callbacks)
 
 
