@@ -24,7 +24,6 @@ from sb3_plasticity import (
     ReDoCallback,
     ResetCallback,
     ShrinkPerturbCallback,
-    surgery,
 )
 from sb3_plasticity.hooks import step_hooks
 
@@ -212,8 +211,7 @@ def assert_hooks_released(model, fresh_step_ok: bool = True) -> None:
         hooks = step_hooks(opt).pre_hooks if torch_hooks else []
         assert len(hooks) <= 1
         for hook in hooks:
-            assert isinstance(hook, surgery._FreshStepHook)
-            assert surgery._fresh_of(opt) is hook
+            assert hook is step_hooks(opt).fresh  # surgery's fresh-step registry of this optimizer
             assert hook.holds == 0
             assert hook.pending  # the methods release a hook with nothing pending when they end
             owned = {id(p) for pg in opt.param_groups for p in pg["params"]}
@@ -710,7 +708,7 @@ def test_fresh_step_entries_get_their_first_update_and_the_hook_goes(tmp_path):
     model.learn(300, callback=cb)  # last event at step 300, then one update with the reset neurons' outgoing at 0
     assert_hooks_released(model)
     critic_opt = model.critic.optimizer
-    hook = surgery._fresh_of(critic_opt)
+    hook = step_hooks(critic_opt).fresh  # surgery's fresh-step registry
     assert hook is not None and hook.pending  # the reset neurons' incoming weights have had no gradient yet
 
     # the first non-zero gradient of a pending entry gives it a fresh parameter's first Adam update: lr * g / |g|
@@ -729,7 +727,7 @@ def test_fresh_step_entries_get_their_first_update_and_the_hook_goes(tmp_path):
     assert not hook.pending
     # nothing pending: the next method to end releases it
     model.learn(10, callback=ReDoCallback(reset_freq=FREQ), reset_num_timesteps=False)
-    assert surgery._fresh_of(critic_opt) is None
+    assert step_hooks(critic_opt).fresh is None and not step_hooks(critic_opt).pre_hooks
     assert len(critic_opt._optimizer_step_pre_hooks) == 0
     assert_hooks_released(model)  # the actor's hook may still wait for its entries
 
