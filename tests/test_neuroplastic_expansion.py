@@ -292,7 +292,7 @@ def test_optimizer_state_of_grown_and_pruned_entries(monkeypatch, reset_optimize
     """NE App. C: "Additional optimizer resets were eliminated": by default grown connections and pruned neurons keep
     their optimizer state; ``reset_optimizer=True`` gives them a fresh one (zeroed moments, a fresh first step)."""
     import sb3_plasticity.methods.neuroplastic_expansion as ne_module
-    from sb3_plasticity import surgery
+    from sb3_plasticity.hooks import step_hooks
 
     class Probe(NeuroplasticExpansionCallback):
         def expand(self, network):
@@ -305,7 +305,7 @@ def test_optimizer_state_of_grown_and_pruned_entries(monkeypatch, reset_optimize
             super().expand(network)
             for layer, opt, state, inactive in probes:
                 grown = inactive & (layer.mask == 1)
-                hook = surgery._fresh_of(opt)
+                hook = step_hooks(opt).fresh
                 pending = hook is not None and layer.weight in hook.pending
                 self.seen.append((int(grown.sum()), state["exp_avg"][grown].clone(), state["exp_avg_sq"][grown], pending))
                 still = inactive & (layer.mask == 0)  # not grown: back to the zero state of a never-used entry

@@ -118,6 +118,9 @@ class PlasticityCallback(BaseCallback):
     state_key: ClassVar[str | None] = None
     trainable_only: ClassVar[bool] = False
     method: ClassVar[str] = "plasticity"  # the <method> of the plasticity/<method>/... tags
+    # ``method`` names from before a rename: a model whose state was saved under ``<old method><rest of state_key>``
+    # resumes (see _migrate_saved_state)
+    legacy_methods: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, networks: str | Sequence[str] | None = None, verbose: int = 0) -> None:
         super().__init__(verbose)
@@ -225,6 +228,7 @@ class PlasticityCallback(BaseCallback):
             self.dump()
 
     def _init_callback(self) -> None:
+        self._migrate_saved_state()
         self.neurons = discover(self.model)
         if self.networks is not None:
             self.neurons.check_networks(self.networks)
@@ -248,6 +252,17 @@ class PlasticityCallback(BaseCallback):
         for obj in (self.model.policy, getattr(self.model, "replay_buffer", None)):
             if obj is not None:
                 _ACTIVE.setdefault(obj, weakref.WeakSet()).add(self)
+
+    def _migrate_saved_state(self) -> None:
+        """Move state saved under one of ``legacy_methods`` (the method's name before a rename) to ``state_key``."""
+        saved = getattr(self.model, "plasticity_state", None)
+        if not self.state_key or not isinstance(saved, dict) or self.state_key in saved:
+            return
+        rest = self.state_key.removeprefix(self.method)
+        for old in self.legacy_methods:
+            if old + rest in saved:
+                saved[self.state_key] = saved.pop(old + rest)
+                return
 
     # -- silent no-ops: warned at the start of learn() -------------------------------------------------------
     def first_event(self) -> tuple[int, str] | None:

@@ -158,6 +158,7 @@ class CycleResetDistillCallback(InterventionCallback):
     """
 
     method = "cycle_reset_distill"
+    legacy_methods = ("cycle_reset",)  # the method's name (tags, state key) before issue 12
     SELECTIONS = ("cycle", "random", "redo", "cbp")
 
     def __init__(
@@ -239,10 +240,6 @@ class CycleResetDistillCallback(InterventionCallback):
                 f"(PPO, A2C); {type(self.model).__name__} has none"
             )
         self.networks = [adapter.actor_network(policy)]
-        saved = getattr(self.model, "plasticity_state", None)
-        old_key = "cycle_reset" + self.state_key.removeprefix(self.method)  # saved when the method was "cycle_reset"
-        if isinstance(saved, dict) and old_key in saved and self.state_key not in saved:
-            saved[self.state_key] = saved.pop(old_key)
         super()._init_callback()
 
     @property

@@ -193,7 +193,7 @@ class NeuroplasticExpansionCallback(PlasticityCallback):
     claims_neurons = True
     trainable_only = True
     state_key: ClassVar[str] = "neuroplastic_expansion"  # type: ignore[misc]
-    legacy_state_key: ClassVar[str] = "ne"  # the state key (and tag prefix) before issue 12
+    legacy_methods: ClassVar[tuple[str, ...]] = ("ne",)  # the state key (and tag prefix) before issue 12
 
     def __init__(
         self,
@@ -314,12 +314,6 @@ class NeuroplasticExpansionCallback(PlasticityCallback):
     # -- set-up ---------------------------------------------------------------------------------------------
     def groups(self, network: str) -> list[NeuronGroup]:
         return [g for g in self.neurons.groups if g.network == network]
-
-    def _init_callback(self) -> None:
-        saved = getattr(self.model, "plasticity_state", None)
-        if isinstance(saved, dict) and self.legacy_state_key in saved and self.state_key not in saved:
-            saved[self.state_key] = saved.pop(self.legacy_state_key)  # a model saved before issue 12 resumes
-        super()._init_callback()
 
     def _setup(self) -> None:
         self._teardown()

@@ -78,7 +78,7 @@ class ScorePruningCallback(NeuronResetCallback):
         self.score_name = check_choice("score", score, sorted(_SCORES))
         self._scorer, self.scored_on, self.ratio, default_tau = _SCORES[score]
         self.method = f"score_pruning/{score}"
-        self.legacy_method = f"prune_{score}"  # the tag prefix and state key before issue 12
+        self.legacy_methods = (f"prune_{score}",)  # the tag prefix and state key before issue 12
         self.score_type = "activation_grad"  # GraMaResetCallback.score reads it: the paper's GraMa (Eq. 2)
         super().__init__(
             prune_freq, default_tau if tau is None else tau, networks, max_prune_fraction, "zero", probe_batch_size, verbose
@@ -184,13 +184,6 @@ class ScorePruningCallback(NeuronResetCallback):
             param[selector] = 0.0
 
     # -- hooks and state -------------------------------------------------------------------------------------------
-    def _init_callback(self) -> None:
-        saved = getattr(self.model, "plasticity_state", None)
-        old_key = self.legacy_method + self.state_key.removeprefix(self.method)
-        if isinstance(saved, dict) and old_key in saved and self.state_key not in saved:
-            saved[self.state_key] = saved.pop(old_key)  # a model saved before issue 12 keeps its neurons pruned
-        super()._init_callback()
-
     def _setup(self) -> None:
         super()._setup()
         optimizers = {id(o): o for g in self.capture.groups for o in g.optimizers}
