@@ -70,6 +70,20 @@ TINY_REGISTRY = {
             "paper_numbers": {"metric": "return", "statistic": "made up", "values": {"redo": {"Pendulum-v1": -150}}},
         },
         {
+            "id": "redo_counts",
+            "shows": "ReDo's reset counts, from the runs of tiny/redo (test entry for report --from)",
+            "algo": "sac",
+            "methods": {
+                "sac": {"conf": "tiny/sac.yml", "overrides": {"callback.ReDoCallback.tau": 0.1}},
+                "redo": {"conf": "tiny/sac.yml", "overrides": {"callback.ReDoCallback.tau": 0.5}},
+            },
+            "baseline": "sac",
+            "envs": ["Pendulum-v1"],
+            "seeds": 2,
+            "budget": 1000,
+            "metrics": ["return", "plasticity/redo/reset_count"],
+        },
+        {
             "id": "broken",
             "shows": "an entry with a missing part",
             "algo": "sac",
@@ -386,6 +400,28 @@ def test_report_lists_what_is_missing(finished, tmp_path):
     assert "incomplete: sac on Pendulum-v1, seed 1" in text
     assert "| redo | Pendulum-v1 | 1 |" in text  # the report still works on the seeds that are there
     assert "| sac | Pendulum-v1 | 1 |" in text  # an unfinished run is drawn but not scored
+
+
+def test_report_from_the_runs_of_another_entry(finished, tmp_path):
+    """Figures of one paper plot other quantities of the same runs: ``report --id B --from A`` uses A's runs of the
+    methods that B defines identically (here redo; B's sac has another tau, so A's sac runs are not B's)."""
+    from sb3_plasticity.experiments.report import make_report
+
+    out, _ = finished
+    [path] = make_report(out, "tiny/redo_counts", out=tmp_path / "rep", reps=50, runs_of="tiny/redo")
+    assert path.parent == tmp_path / "rep" / "tiny" / "redo_counts"
+    text = path.read_text()
+    assert "the runs made for tiny/redo" in text
+    assert "| redo | Pendulum-v1 | 2 |" in text
+    assert "- method not run: sac" in text and "not started" not in text
+    summary = json.loads((path.parent / "summary.json").read_text())
+    assert set(summary["scores"]) == {"redo"}
+    assert (path.parent / "plasticity_redo_reset_count.png").exists()
+    with pytest.raises(ExperimentError, match="none of the 4 runs of tiny/redo"):
+        make_report(out, "tiny/broken", out=tmp_path / "no", runs_of="tiny/redo")  # its sac has no overrides
+    with pytest.raises(ExperimentError, match="needs the entry to report"):
+        make_report(out, None, runs_of="tiny/redo")
+    assert cli.main(["report", str(out), "--id", "tiny/redo_counts", "--from", "tiny/redo", "--out", str(tmp_path / "c")]) == 0
 
 
 def test_killed_run_resumes_from_its_checkpoint(tiny, tmp_path):

@@ -160,7 +160,10 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
     if args.id is not None:
         get_entry(args.id)
-    paths = make_report(Path(args.dir), args.id, Path(args.out) if args.out else None, reps=args.reps)
+    if args.runs_of is not None:
+        get_entry(args.runs_of)
+    out = Path(args.out) if args.out else None
+    paths = make_report(Path(args.dir), args.id, out, reps=args.reps, runs_of=args.runs_of)
     for path in paths:
         print(f"wrote {path}")
     return 0
@@ -243,6 +246,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--id", help="only this experiment")
     p.add_argument("--out", help="report folder (default DIR/report)")
     p.add_argument("--reps", type=_positive_int, default=2000, help="bootstrap resamples (default 2000)")
+    p.add_argument(
+        "--from",
+        dest="runs_of",
+        metavar="ID",
+        help="with --id: report it from the runs made for entry ID (the methods with the same conf and overrides)",
+    )
     p.set_defaults(func=_cmd_report)
     return parser
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -377,6 +377,8 @@ def _missing_lines(entry: Entry | None, runs: list[RunData], plan: dict[str, Any
                 f"{r.spec.timesteps} steps)"
             )
     for planned in (plan or {}).get("runs", []):
+        if entry is not None and planned["method"] not in entry.methods:
+            continue  # a plan of another entry whose runs this report shares (runs_of)
         key = (planned["method"], planned["env"], planned["seed"])
         if key not in have and not any((r.spec.method, r.spec.env, r.spec.seed) == key for r in runs):
             lines.append(f"- not started: {key[0]} on {key[1]}, seed {key[2]}")
@@ -418,8 +420,11 @@ def _final_values(
     return other_scores, [*lines, ""]
 
 
-def report_entry(entry_id: str, runs: list[RunData], out: Path, root: Path, reps: int = 2000) -> Path:
-    """Write ``out/report.md`` and its figures for one experiment; the path of ``report.md``."""
+def report_entry(
+    entry_id: str, runs: list[RunData], out: Path, root: Path, reps: int = 2000, runs_of: str | None = None
+) -> Path:
+    """Write ``out/report.md`` and its figures for one experiment (from the runs made for ``runs_of`` if given); the
+    path of ``report.md``."""
     out.mkdir(parents=True, exist_ok=True)
     entry = load_registry().get(entry_id)
     done = [r for r in runs if r.scalars]
@@ -440,12 +445,17 @@ def report_entry(entry_id: str, runs: list[RunData], out: Path, root: Path, reps
         f"| methods | {', '.join(entry.methods) if entry else '?'} | {', '.join(methods)} |",
         f"| envs | {', '.join(entry.envs) if entry else '?'} | {', '.join(envs)} |",
         "",
-        f"Runs: {sum(r.state == 'done' for r in runs)} done of {len(runs)} found under `{root}`. "
-        f"Return: `{ret}`; a run's score is its mean return over the last {FINAL_FRACTION:.0%} of its logged steps. "
+        f"Runs: {sum(r.state == 'done' for r in runs)} done of {len(runs)} found under `{root}`"
+        + (f" (the runs made for {runs_of}: same methods, confs and overrides). " if runs_of else ". ")
+        + f"Return: `{ret}`; a run's score is its mean return over the last {FINAL_FRACTION:.0%} of its logged steps. "
         "The curves show every run as far as it got; the tables score finished runs only.",
         "",
     ]
-    missing = _missing_lines(entry, runs, read_json(root / entry_id / PLAN_FILE))
+    plan = read_json(root / (runs_of or entry_id) / PLAN_FILE)
+    if plan and runs_of and entry is not None:  # the other entry's plan: keep the runs this entry shares
+        source = load_registry().get(runs_of)
+        plan = {"runs": [p for p in plan.get("runs", []) if source is not None and _same_method(entry, source, p["method"])]}
+    missing = _missing_lines(entry, runs, plan)
     if missing:
         lines += ["## Missing", "", *missing, ""]
     if not done:
@@ -527,11 +537,58 @@ def report_entry(entry_id: str, runs: list[RunData], out: Path, root: Path, reps
     return out / "report.md"
 
 
-def make_report(root: Path, entry_id: str | None = None, out: Path | None = None, reps: int = 2000) -> list[Path]:
-    """Reports for every experiment under ``root`` (or only ``entry_id``), written to ``out/<id>/``."""
+def _same_method(entry: Entry, other: Entry, name: str) -> bool:
+    """Whether method ``name`` of ``other`` trains what ``entry``'s method of that name trains (same conf, overrides)."""
+    if name not in entry.methods or name not in other.methods:
+        return False
+    a, b = entry.methods[name], other.methods[name]
+    return a.conf == b.conf and dict(a.overrides) == dict(b.overrides)
+
+
+def runs_shared_with(entry: Entry, runs: list[RunData]) -> list[RunData]:
+    """The runs of another entry that are runs of ``entry`` as well, relabelled as ``entry``'s.
+
+    Several figures and tables of a paper plot different quantities of the same training runs (P3O's Table 1,
+    Fig. 4-6 and Table 2 come from one set of runs). A run counts for ``entry`` when ``entry`` has a method of the
+    same name with the same conf and overrides, and lists the run's env.
+    """
+    shared = []
+    for run in runs:
+        method = entry.methods.get(run.spec.method)
+        if method is None or run.spec.env not in entry.envs:
+            continue
+        if method.conf != run.spec.conf or dict(method.overrides) != dict(run.spec.overrides):
+            continue
+        shared.append(replace(run, spec=replace(run.spec, entry_id=entry.id)))
+    return shared
+
+
+def make_report(
+    root: Path, entry_id: str | None = None, out: Path | None = None, reps: int = 2000, runs_of: str | None = None
+) -> list[Path]:
+    """Reports for every experiment under ``root`` (or only ``entry_id``), written to ``out/<id>/``.
+
+    :param runs_of: with ``entry_id``: report ``entry_id`` from the runs made for this other entry (see
+        :func:`runs_shared_with`), e.g. ``entry_id="p3o/table2", runs_of="p3o/fig5"``.
+    """
     root = Path(root)
     if not root.is_dir():
         raise ExperimentError(f"runs folder {root} does not exist")
+    if runs_of is not None:
+        if entry_id is None:
+            raise ExperimentError("runs_of (--from) needs the entry to report (--id)")
+        entry = load_registry().get(entry_id)
+        if entry is None:
+            raise ExperimentError(f"unknown experiment id {entry_id!r} (sb3-plasticity list)")
+        source = collect(root, runs_of).get(runs_of, [])
+        shared = runs_shared_with(entry, source)
+        if not shared:
+            raise ExperimentError(
+                f"none of the {len(source)} runs of {runs_of} under {root} is a run of {entry_id}: it needs a method of "
+                "the same name, conf and overrides, on one of its envs"
+            )
+        out = Path(out) if out is not None else root / "report"
+        return [report_entry(entry_id, shared, out / entry_id, root, reps, runs_of=runs_of)]
     groups = collect(root, entry_id)
     if not groups:
         what = f"experiment {entry_id}" if entry_id else "any experiment"
