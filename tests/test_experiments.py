@@ -192,12 +192,20 @@ def _cheap(run) -> tuple[str, str, str]:
 
 
 def _build_and_step_params():
+    """The chosen runs; a pixel-DMC run (rendering and a CNN: several seconds each) is slow except the first of each
+    paper, since tests/test_registry_runs.py (slow) trains every runnable entry through the worker anyway."""
     chosen = {}
     for run in _unique_runs():
         current = chosen.get(_cheap(run))
         if current is None or (current.env.startswith("Humanoid") and not run.env.startswith("Humanoid")):
             chosen[_cheap(run)] = run
-    return sorted(chosen.values(), key=lambda r: (r.entry_id, r.method))
+    params, pixel_papers = [], set()
+    for run in sorted(chosen.values(), key=lambda r: (r.entry_id, r.method)):
+        paper, pixels = run.entry_id.split("/")[0], "DMCPixels" in run.env
+        slow = pixels and paper in pixel_papers
+        pixel_papers.update([paper] if pixels else [])
+        params.append(pytest.param(run, marks=pytest.mark.slow) if slow else run)
+    return params
 
 
 @pytest.mark.parametrize("run", _build_and_step_params(), ids=lambda r: f"{r.entry_id}:{r.method}:{r.env}")

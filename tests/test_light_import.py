@@ -45,6 +45,14 @@ for name in sb3_plasticity.LAZY_NAMES:
         result["lazy"][name] = ["ok", ""]
     except ImportError as exc:
         result["lazy"][name] = [type(exc).__name__, str(exc)]
+# then, with the optional packages installed again: the adapters find an SB3 policy's neurons and import none of
+# them (sb3_contrib's classes are matched by name)
+for name in BLOCKED:
+    del sys.modules[name]
+from stable_baselines3 import TD3
+from sb3_plasticity.neurons import discover
+result["discovered"] = len(discover(TD3("MlpPolicy", "Pendulum-v1", buffer_size=10, device="cpu")).groups)
+result["loaded_by_discover"] = sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)
 print(json.dumps(result))
 """
 
@@ -71,6 +79,8 @@ def blocked_import() -> dict:
 
 def test_import_without_optional_packages(blocked_import):
     assert blocked_import["loaded"] == []
+    # the adapters on a TD3 model (actor, critic and their targets) import no optional package either
+    assert blocked_import["discovered"] > 0 and blocked_import["loaded_by_discover"] == []
     # the ids are registered with string entry points: making an env loads its module, importing does not
     assert blocked_import["specs"] == {
         "sb3_plasticity/CycleFrictionHopper-v0": "sb3_plasticity.envs.cycle_friction:CycleFrictionHopperEnv",

@@ -35,7 +35,7 @@ def test_main_writes_plasticity_logs(tmp_path, capsys):
     assert "NeuroplasticExpansionCallback: 1 events" in out
 
 
-@pytest.mark.parametrize("method", ["redo", "regrama"])
+@pytest.mark.parametrize("method", [pytest.param("redo", marks=pytest.mark.slow), "regrama"])  # one is enough by default
 def test_main_runs_the_method(method, tmp_path, capsys):
     args = ["--timesteps", "1100", "--method", method, "--tensorboard-log", str(tmp_path), "--no-progress-bar"]
     scalars = read_scalars(Path(main(args)))
