@@ -277,3 +277,20 @@ def test_request_event_runs_one_event_outside_the_schedule():
     grama.advance()
     assert grama.n_events == 1
     grama.on_training_end()
+
+
+def test_multiples_passed_before_the_first_update_give_one_regrama_event():
+    """ReGraMa's event due at step 30 waits for the first update (learning_starts 100); the multiples 60 and 90 that
+    pass meanwhile belong to it (as multiples skipped between polls do), so no second event follows right behind it:
+    events at the first update, then at 120 and 150."""
+    model = TD3(
+        "MlpPolicy", "Pendulum-v1", policy_kwargs=dict(net_arch=[16, 16]), learning_starts=100, batch_size=32, seed=0,
+        device="cpu",
+    )  # fmt: skip
+    rec = Recorder()
+    model.set_logger(Logger(None, [rec]))
+    grama = GraMaResetCallback(reset_freq=30, tau=0.0, networks=["critic"])
+    model.learn(170, callback=grama)
+    steps = [step for step, _ in rec.values("plasticity/regrama/reset_count")]
+    assert grama.n_events == 3
+    assert len(steps) == 3 and steps[0] <= 102 and 120 <= steps[1] < 125 and 150 <= steps[2] < 155

@@ -183,7 +183,9 @@ class NeuronResetCallback(InterventionCallback):
         self._due = False
 
     def _on_step(self) -> bool:
-        if self.event_schedule.poll(self.num_timesteps):
+        # A multiple passed while an event still waits for its training pass (SAC's learning_starts, a PPO rollout)
+        # belongs to that event, as multiples skipped between two polls do: no second event right behind it.
+        if self.event_schedule.poll(self.num_timesteps) and not self.events.awaiting_pass:
             self._due = True
         self.advance()
         return True
@@ -302,6 +304,11 @@ class EventMechanism:
     def __init__(self, callback: NeuronResetCallback) -> None:
         self.callback = callback
 
+    @property
+    def awaiting_pass(self) -> bool:
+        """Whether an event has started and waits for the algorithm's training pass to score and reset."""
+        return False
+
     def advance(self, due: bool) -> bool:
         """Move on at a step or rollout boundary; True when a due event was started (the request is taken)."""
         raise NotImplementedError
@@ -343,6 +350,9 @@ class TrainingPassScoring(EventMechanism):
     pass is recorded; then the ratio after the event is measured on the first training pass that starts at least
     one update later.
 
+    The multiples of ``reset_freq`` passed while an event waits for its pass belong to it: an event due during
+    SAC's ``learning_starts`` runs at the first update, alone, and the next one at the next multiple after it.
+
     Its progress: ``idle -> scoring`` (capture armed, pre-step hooks registered) ``-> waiting`` (every network reset
     or skipped, event logged) ``-> after`` (capture armed again) ``-> idle`` (ratio after the event logged).
     """
@@ -357,6 +367,10 @@ class TrainingPassScoring(EventMechanism):
         self.event_updates = 0  # the algorithm's _n_updates when the current event's resets were done
         self.handles: list = []
         self.held: list[th.optim.Optimizer] = []
+
+    @property
+    def awaiting_pass(self) -> bool:
+        return self.phase == "scoring" and bool(self.pending)
 
     def advance(self, due: bool) -> bool:
         cb = self.callback
